@@ -1,0 +1,198 @@
+"""The one error hierarchy of holdca.
+
+Every error holdca raises on bad input, failed verification or backend trouble is a
+:class:`HoldCAError`. Misuse of holdca's own API (wrong argument types, an invalid
+keyword combination) raises plain :class:`TypeError` / :class:`ValueError`, as
+cryptography's builders do.
+
+The branches:
+
+* :class:`MalformedInputError` (also a :class:`ValueError`): bytes or text that do not
+  parse: DER, DAG-CBOR, CAR, JWS, JSON, DIDs, OCSP requests. Their mistake.
+* :class:`VerificationError`: well-formed input that does not prove what it claims:
+  bad signatures, wrong DID, record absent from the repo, untrusted chain.
+* :class:`SignerError` and :class:`KeyStoreError`: trouble in a key backend (PKCS#11
+  token, PEM files, memory), raised ``from`` the backend's own exception.
+* :class:`ProfileError`: a certificate or chain that notation would reject.
+* :class:`PolicyError`: a trust policy or issuance policy that is invalid or refuses.
+* :class:`ConfigError`: invalid configuration, naming the setting.
+* :class:`LedgerError`: the issuance ledger could not record or read.
+
+Verification functions raise; they never return ``False``. Messages never contain
+secrets (PINs, passphrases, key material).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthorizationError",
+    "CARError",
+    "CIDError",
+    "ConfigError",
+    "DAGCBORError",
+    "DIDDocumentError",
+    "DIDSyntaxError",
+    "HoldCAError",
+    "IncompleteProofError",
+    "InsecureKeyFileError",
+    "IssuancePolicyError",
+    "JWSFormatError",
+    "KeyExistsError",
+    "KeyFileCorruptError",
+    "KeyNotFoundError",
+    "KeyStoreError",
+    "LedgerError",
+    "MalformedInputError",
+    "OCSPRequestError",
+    "PINIncorrectError",
+    "PolicyError",
+    "ProfileError",
+    "RecordAbsentError",
+    "RecordMismatchError",
+    "SignatureInvalidError",
+    "SignerError",
+    "TokenNotFoundError",
+    "TrustPolicyError",
+    "UnsupportedAlgorithmError",
+    "VerificationError",
+    "WrongPassphraseError",
+]
+
+
+class HoldCAError(Exception):
+    """Root of every error holdca raises on bad input or backend failure."""
+
+
+# --- malformed input -------------------------------------------------------------
+
+
+class MalformedInputError(HoldCAError, ValueError):
+    """Input bytes or text that do not parse as what they should be."""
+
+
+class DIDSyntaxError(MalformedInputError):
+    """A DID that is not a syntactically valid did:plc / did:web / did:key."""
+
+
+class DIDDocumentError(MalformedInputError):
+    """A DID document that is malformed or lacks the #atproto key / PDS endpoint."""
+
+
+class DAGCBORError(MalformedInputError):
+    """Bytes that are not strict DAG-CBOR (floats, non-minimal ints, bad key order, ...)."""
+
+
+class CIDError(MalformedInputError):
+    """A CID that is not a supported CIDv1 (dag-cbor or raw codec, sha2-256)."""
+
+
+class CARError(MalformedInputError):
+    """A CARv1 file that is malformed, over a limit, or whose block fails its hash."""
+
+
+class JWSFormatError(MalformedInputError):
+    """A JWS envelope that does not parse as a Notation JWS envelope."""
+
+
+class OCSPRequestError(MalformedInputError):
+    """An OCSP request that is not valid DER / base64 / a supported CertID."""
+
+
+# --- verification ----------------------------------------------------------------
+
+
+class VerificationError(HoldCAError):
+    """Well-formed input that does not prove what it claims."""
+
+
+class SignatureInvalidError(VerificationError):
+    """A signature that does not verify (wrong key, tampered data, high-S, DER form)."""
+
+
+class RecordAbsentError(VerificationError):
+    """The MST proves that the requested record is not in the repository."""
+
+
+class IncompleteProofError(VerificationError):
+    """The proof lacks a block needed to decide inclusion or absence."""
+
+
+class RecordMismatchError(VerificationError):
+    """The record exists but does not match (wrong $type, digest, DID, ...)."""
+
+
+class AuthorizationError(VerificationError):
+    """The caller is not allowed to act for the requested DID."""
+
+
+# --- keys ------------------------------------------------------------------------
+
+
+class SignerError(HoldCAError):
+    """A signer could not produce a signature."""
+
+
+class UnsupportedAlgorithmError(SignerError):
+    """A key type, curve, mechanism or signature algorithm holdca does not support."""
+
+
+class KeyStoreError(HoldCAError):
+    """A key store could not generate, load, list or delete a key."""
+
+
+class KeyNotFoundError(KeyStoreError, KeyError):
+    """No key with the requested label exists in the store."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "key not found"
+
+
+class KeyExistsError(KeyStoreError):
+    """``generate`` refused to overwrite an existing key."""
+
+
+class KeyFileCorruptError(KeyStoreError):
+    """A key file is truncated, corrupted or not a private key."""
+
+
+class WrongPassphraseError(KeyStoreError):
+    """The passphrase does not decrypt the key file."""
+
+
+class InsecureKeyFileError(KeyStoreError):
+    """A key file is readable or writable by group or others."""
+
+
+class TokenNotFoundError(KeyStoreError):
+    """The PKCS#11 module has no token with the requested label."""
+
+
+class PINIncorrectError(KeyStoreError):
+    """The PKCS#11 token rejected the PIN (the PIN itself is never shown)."""
+
+
+# --- profiles, policies, configuration, ledger ----------------------------------------
+
+
+class ProfileError(HoldCAError):
+    """A certificate or chain that violates the profile notation enforces."""
+
+
+class PolicyError(HoldCAError):
+    """A policy (trust policy, issuance policy) is invalid or refuses the request."""
+
+
+class TrustPolicyError(PolicyError):
+    """A notation trust policy document that notation itself would reject."""
+
+
+class IssuancePolicyError(PolicyError):
+    """The hold's issuance policy refuses (rate limit, DID method, validity, ...)."""
+
+
+class ConfigError(HoldCAError, ValueError):
+    """Invalid configuration; the message names the setting or variable."""
+
+
+class LedgerError(HoldCAError):
+    """The issuance ledger could not record or read; nothing was issued."""

@@ -1,0 +1,28 @@
+"""Keys behind pluggable backends.
+
+:class:`Signer` and :class:`KeyStore` are the Protocols an embedder implements or picks an
+implementation of: :mod:`holdca.keys.memory`, :mod:`holdca.keys.pem` (PEM files) and
+:mod:`holdca.keys.pkcs11` (PKCS#11 tokens; needs ``python-pkcs11``).
+:func:`as_private_key` lets any Signer sign through cryptography's X.509 builders.
+"""
+
+from __future__ import annotations
+
+from holdca.keys._base import KeyStore, PublicKey, SignatureAlgorithm, Signer, check_label
+from holdca.keys.adapter import as_private_key
+from holdca.keys.encoding import der_to_low_s_compact, der_to_raw, raw_to_der
+from holdca.keys.memory import MemoryKeyStore, MemorySigner
+
+__all__ = [
+    "KeyStore",
+    "MemoryKeyStore",
+    "MemorySigner",
+    "PublicKey",
+    "SignatureAlgorithm",
+    "Signer",
+    "as_private_key",
+    "check_label",
+    "der_to_low_s_compact",
+    "der_to_raw",
+    "raw_to_der",
+]

@@ -1,0 +1,135 @@
+"""In-memory keys: for tests, demos and the ephemeral per-request leaf keys.
+
+Example::
+
+    from holdca.keys.memory import MemoryKeyStore, MemorySigner
+
+    leaf = MemorySigner.generate()            # ephemeral P-256
+    store = MemoryKeyStore()
+    ca = store.generate("hold-root")
+"""
+
+from __future__ import annotations
+
+import threading
+
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from holdca.errors import KeyExistsError, KeyNotFoundError, UnsupportedAlgorithmError
+from holdca.keys._base import PublicKey, SignatureAlgorithm, check_label
+
+__all__ = ["MemoryKeyStore", "MemorySigner", "PrivateKey", "generate_private_key"]
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+"""The cryptography private key types holdca's software backends hold."""
+
+_RSA_BITS = {
+    SignatureAlgorithm.PS256: 2048,
+    SignatureAlgorithm.PS384: 3072,
+    SignatureAlgorithm.PS512: 4096,
+}
+
+
+def generate_private_key(algorithm: SignatureAlgorithm) -> PrivateKey:
+    """A fresh software key for ``algorithm`` (RSA sizes: PS256 2048, PS384 3072, PS512 4096)."""
+    if algorithm.is_ecdsa:
+        return ec.generate_private_key(algorithm.curve)
+    return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS[algorithm])
+
+
+class MemorySigner:
+    """A :class:`~holdca.keys.Signer` over a cryptography private key held in memory."""
+
+    __slots__ = ("_algorithm", "_key", "_pss", "_public")
+
+    def __init__(self, key: PrivateKey, algorithm: SignatureAlgorithm | None = None) -> None:
+        """Wrap ``key``; ``algorithm`` defaults to Notation's pairing for the key.
+
+        Raises:
+            UnsupportedAlgorithmError: the key cannot sign with ``algorithm``.
+        """
+        public = key.public_key()
+        natural = SignatureAlgorithm.for_public_key(public)
+        algorithm = algorithm or natural
+        if algorithm.is_ecdsa != natural.is_ecdsa or (algorithm.is_ecdsa and algorithm != natural):
+            raise UnsupportedAlgorithmError(f"a {natural.value} key cannot sign {algorithm.value}")
+        self._key = key
+        self._public: PublicKey = public
+        self._algorithm = algorithm
+        self._pss = padding.PSS(
+            mgf=padding.MGF1(algorithm.hash), salt_length=algorithm.hash.digest_size
+        )
+
+    @classmethod
+    def generate(cls, algorithm: SignatureAlgorithm = SignatureAlgorithm.ES256) -> MemorySigner:
+        """A signer over a freshly generated key."""
+        return cls(generate_private_key(algorithm), algorithm)
+
+    @property
+    def algorithm(self) -> SignatureAlgorithm:
+        """The signature algorithm."""
+        return self._algorithm
+
+    @property
+    def public_key(self) -> PublicKey:
+        """The public key."""
+        return self._public
+
+    @property
+    def private_key(self) -> PrivateKey:
+        """The underlying cryptography key (software backends only)."""
+        return self._key
+
+    def sign(self, data: bytes) -> bytes:
+        """Sign ``data``: DER ECDSA, or raw RSA-PSS."""
+        key = self._key
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(data, ec.ECDSA(self._algorithm.hash))
+        return key.sign(data, self._pss, self._algorithm.hash)
+
+    def __repr__(self) -> str:
+        return f"<MemorySigner {self._algorithm.value}>"
+
+
+class MemoryKeyStore:
+    """A :class:`~holdca.keys.KeyStore` that keeps keys in a dict (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, MemorySigner] = {}
+        self._lock = threading.Lock()
+
+    def generate(
+        self, label: str, algorithm: SignatureAlgorithm = SignatureAlgorithm.ES256
+    ) -> MemorySigner:
+        """Create a key under ``label``; raises KeyExistsError if the label is taken."""
+        check_label(label)
+        signer = MemorySigner.generate(algorithm)
+        with self._lock:
+            if label in self._keys:
+                raise KeyExistsError(f"key {label!r} already exists")
+            self._keys[label] = signer
+        return signer
+
+    def load(self, label: str) -> MemorySigner:
+        """The signer under ``label``; raises KeyNotFoundError."""
+        check_label(label)
+        with self._lock:
+            try:
+                return self._keys[label]
+            except KeyError:
+                raise KeyNotFoundError(f"no key {label!r}") from None
+
+    def labels(self) -> list[str]:
+        """Sorted labels."""
+        with self._lock:
+            return sorted(self._keys)
+
+    def delete(self, label: str) -> None:
+        """Remove ``label``; raises KeyNotFoundError."""
+        check_label(label)
+        with self._lock:
+            if self._keys.pop(label, None) is None:
+                raise KeyNotFoundError(f"no key {label!r}")
+
+    def __repr__(self) -> str:
+        return f"<MemoryKeyStore {len(self._keys)} keys>"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install what the tests need (SoftHSM, openssl, the notation CLI, the Python test
+# dependencies), then lint, type-check and run the whole test suite.
+# Extra arguments go to pytest, e.g.  scripts/test.sh tests/keys -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# 1. SoftHSM and openssl from Debian packages, only when absent.
+if ! command -v softhsm2-util >/dev/null || ! command -v openssl >/dev/null; then
+  echo "== installing softhsm2 and openssl (Debian packages)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 openssl >/dev/null
+fi
+
+# 2. The notation CLI that judges our signatures, pinned; cached in GOPATH/bin.
+NOTATION_VERSION=v1.3.2
+if command -v go >/dev/null; then
+  NOTATION="$(go env GOPATH)/bin/notation"
+  if ! "$NOTATION" version 2>/dev/null | grep -q "${NOTATION_VERSION#v}"; then
+    echo "== go install notation@${NOTATION_VERSION}"
+    go install "github.com/notaryproject/notation/cmd/notation@${NOTATION_VERSION}"
+  fi
+  export HOLDCA_NOTATION="$NOTATION"
+else
+  echo "== go not found: notation interop tests will skip (and fail when CI=true)"
+fi
+
+# 3. Python environment.
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# 4. Lint, types, tests.
+echo "== ruff";  .venv/bin/ruff check holdca tests benchmarks examples
+echo "== mypy";  .venv/bin/mypy
+echo "== pytest"; .venv/bin/python -m pytest -n 2 "$@"
