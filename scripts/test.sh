@@ -14,13 +14,14 @@ if ! command -v softhsm2-util >/dev/null || ! command -v openssl >/dev/null; the
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 openssl >/dev/null
 fi
 
-# 2. The notation CLI that judges our signatures, pinned; cached in GOPATH/bin.
-NOTATION_VERSION=v1.3.2
+# 2. The notation CLI that judges our signatures, pinned to v1.3.2 by
+#    scripts/notation/go.mod and cached in GOPATH/bin.
 if command -v go >/dev/null; then
   NOTATION="$(go env GOPATH)/bin/notation"
-  if ! "$NOTATION" version 2>/dev/null | grep -q "${NOTATION_VERSION#v}"; then
-    echo "== go install notation@${NOTATION_VERSION}"
-    go install "github.com/notaryproject/notation/cmd/notation@${NOTATION_VERSION}"
+  if ! "$NOTATION" version 2>/dev/null | grep -q "v1.3.2"; then
+    echo "== go install notation v1.3.2"
+    (cd scripts/notation && GOBIN="$(go env GOPATH)/bin" GOFLAGS=-mod=mod \
+      go install github.com/notaryproject/notation/cmd/notation)
   fi
   export HOLDCA_NOTATION="$NOTATION"
 else
