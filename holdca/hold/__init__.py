@@ -1,0 +1,3 @@
+"""holdca/hold (in progress)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""holdca/notation (in progress)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""holdca/pki (in progress)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""holdca/testing (in progress)."""
+
+__all__: list[str] = []
