@@ -25,13 +25,29 @@ secrets (PINs, passphrases, key material).
 from __future__ import annotations
 
 __all__ = [
+    "ArtifactMismatchError",
+    "AuthenticTimestampError",
+    "AuthenticityError",
+    "ExpiredSignatureError",
+    "IntegrityError",
+    "NotationVerificationError",
+    "RevocationError",
+    "RevocationUnknownError",
+    "RevokedError",
+    "TrustStoreError",
+    "TrustedIdentityError",
+    "VerificationInconclusiveError",
     "AuthorizationError",
+    "ATURIError",
     "CARError",
+    "CommitError",
     "CIDError",
+    "CRLError",
     "ConfigError",
     "DAGCBORError",
     "DIDDocumentError",
     "DIDSyntaxError",
+    "DuplicateSerialError",
     "HoldCAError",
     "IncompleteProofError",
     "InsecureKeyFileError",
@@ -42,6 +58,7 @@ __all__ = [
     "KeyNotFoundError",
     "KeyStoreError",
     "LedgerError",
+    "MSTError",
     "MalformedInputError",
     "OCSPRequestError",
     "PINIncorrectError",
@@ -49,6 +66,7 @@ __all__ = [
     "ProfileError",
     "RecordAbsentError",
     "RecordMismatchError",
+    "ResolutionError",
     "SignatureInvalidError",
     "SignerError",
     "TokenNotFoundError",
@@ -90,6 +108,18 @@ class CARError(MalformedInputError):
     """A CARv1 file that is malformed, over a limit, or whose block fails its hash."""
 
 
+class CommitError(MalformedInputError):
+    """A repo commit object that is malformed (field set, types, version, ``rev`` syntax)."""
+
+
+class MSTError(MalformedInputError):
+    """An MST node that breaks the tree invariants (shape, key order, compression, heights)."""
+
+
+class ATURIError(MalformedInputError):
+    """An ``at://`` URI, NSID, record key or TID that is not valid atproto syntax."""
+
+
 class JWSFormatError(MalformedInputError):
     """A JWS envelope that does not parse as a Notation JWS envelope."""
 
@@ -123,6 +153,68 @@ class RecordMismatchError(VerificationError):
 
 class AuthorizationError(VerificationError):
     """The caller is not allowed to act for the requested DID."""
+
+
+class ResolutionError(VerificationError):
+    """A DID document or record proof could not be fetched (network, status, timeout, size)."""
+
+
+class NotationVerificationError(VerificationError):
+    """A Notation signature failed one of notation's checks; ``check`` names it."""
+
+    check = "integrity"
+
+
+class IntegrityError(NotationVerificationError, SignatureInvalidError):
+    """Envelope integrity: unparsable, bad signature, bad chain shape, wrong cty or alg."""
+
+    check = "integrity"
+
+
+class AuthenticityError(NotationVerificationError):
+    """The signature's chain holds no certificate from the policy's trust stores."""
+
+    check = "authenticity"
+
+
+class TrustedIdentityError(AuthenticityError):
+    """The signing certificate's subject matches none of the policy's trusted identities."""
+
+
+class ExpiredSignatureError(NotationVerificationError):
+    """The signature's ``io.cncf.notary.expiry`` has passed."""
+
+    check = "expiry"
+
+
+class AuthenticTimestampError(NotationVerificationError):
+    """A certificate was not valid at the verification or authentic signing time."""
+
+    check = "authenticTimestamp"
+
+
+class RevocationError(NotationVerificationError):
+    """Revocation checking failed (a certificate is revoked or its status unknown)."""
+
+    check = "revocation"
+
+
+class RevokedError(RevocationError):
+    """A certificate of the signature's chain is revoked."""
+
+
+class RevocationUnknownError(RevocationError):
+    """The revocation status of a certificate could not be determined."""
+
+
+class ArtifactMismatchError(NotationVerificationError):
+    """The signed target artifact is not the artifact being verified."""
+
+    check = "artifact"
+
+
+class VerificationInconclusiveError(NotationVerificationError):
+    """Notation could not reach a verdict (a verification plugin is required, no anchors)."""
 
 
 # --- keys ------------------------------------------------------------------------
@@ -178,6 +270,10 @@ class ProfileError(HoldCAError):
     """A certificate or chain that violates the profile notation enforces."""
 
 
+class CRLError(ProfileError):
+    """A CRL that cannot be built as notation requires (CRL number, update times, size)."""
+
+
 class PolicyError(HoldCAError):
     """A policy (trust policy, issuance policy) is invalid or refuses the request."""
 
@@ -194,5 +290,13 @@ class ConfigError(HoldCAError, ValueError):
     """Invalid configuration; the message names the setting or variable."""
 
 
+class TrustStoreError(ConfigError):
+    """A notation trust store directory notation would refuse to load."""
+
+
 class LedgerError(HoldCAError):
     """The issuance ledger could not record or read; nothing was issued."""
+
+
+class DuplicateSerialError(LedgerError):
+    """The ledger already holds a certificate with this serial (the database refused it)."""

@@ -1,3 +1,72 @@
-"""holdca/hold (in progress)."""
+"""The hold as a CA: the :class:`HoldCA` service object, its ledger, audit log and config.
 
-__all__: list[str] = []
+* :class:`HoldCA` (:mod:`holdca.hold.service`): init/load, cosign, resign, issue, revoke,
+  CRL, OCSP, rotation.
+* :class:`IssuanceLedger` with :class:`SQLiteLedger` (default) and :class:`MemoryLedger`
+  (:mod:`holdca.hold.ledger`).
+* :class:`AuditLog` (:mod:`holdca.hold.audit`): JSON events to ``holdca.audit``.
+* :class:`HoldConfig` (:mod:`holdca.hold.config`): keywords or ``HOLD_*`` variables;
+  :func:`open_hold` turns one into a running HoldCA.
+* :class:`IssuancePolicy`, :class:`RateLimiter` and the :class:`Authorizer` hook
+  (:mod:`holdca.hold.policy`).
+
+Example::
+
+    from datetime import UTC, datetime
+    from holdca.hold import HoldConfig, open_hold
+
+    ca = open_hold(HoldConfig.from_env(), now=datetime.now(UTC), create=True)
+"""
+
+from __future__ import annotations
+
+from holdca.hold.audit import AUDIT_LOGGER, AuditLog
+from holdca.hold.config import HoldConfig, Secret
+from holdca.hold.ledger import (
+    CARecord,
+    IssuanceLedger,
+    IssuanceRecord,
+    MemoryLedger,
+    Revocation,
+    SQLiteLedger,
+)
+from holdca.hold.policy import (
+    AllowAllAuthorizer,
+    Authorizer,
+    IssuancePolicy,
+    RateLimiter,
+    SameDIDAuthorizer,
+)
+from holdca.hold.service import (
+    CosignRequest,
+    CosignResponse,
+    HoldCA,
+    RotationResult,
+    ca_id_of,
+)
+from holdca.hold.setup import key_store_from_config, open_hold
+
+__all__ = [
+    "AUDIT_LOGGER",
+    "AllowAllAuthorizer",
+    "AuditLog",
+    "Authorizer",
+    "CARecord",
+    "CosignRequest",
+    "CosignResponse",
+    "HoldCA",
+    "HoldConfig",
+    "IssuanceLedger",
+    "IssuancePolicy",
+    "IssuanceRecord",
+    "MemoryLedger",
+    "RateLimiter",
+    "Revocation",
+    "RotationResult",
+    "SQLiteLedger",
+    "SameDIDAuthorizer",
+    "Secret",
+    "ca_id_of",
+    "key_store_from_config",
+    "open_hold",
+]

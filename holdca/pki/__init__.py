@@ -1,3 +1,75 @@
-"""holdca/pki (in progress)."""
+"""Pure PKI core: notation-compliant certificate profiles, issuance, CRLs, OCSP and lint.
 
-__all__: list[str] = []
+Everything here is a pure function of its inputs (signers, certificates, an explicit
+``now``, data) returning cryptography objects or DER bytes; there is no I/O and no clock
+(except the producedAt cryptography's OCSP builder stamps, see :mod:`holdca.pki.ocsp`).
+Signing goes through :func:`holdca.keys.as_private_key`, so HSM keys work unchanged.
+
+Modules: :mod:`~holdca.pki.names` (subjects), :mod:`~holdca.pki.issue` (root,
+intermediate, leaf, OCSP responder, cross-certificates), :mod:`~holdca.pki.lint`
+(:func:`check_notation_profile`), :mod:`~holdca.pki.crl` and :mod:`~holdca.pki.ocsp`.
+See docs/pki.md.
+"""
+
+from __future__ import annotations
+
+from holdca.pki.crl import (
+    MAX_CRL_BYTES,
+    RevokedEntry,
+    build_crl,
+    estimate_crl_bytes,
+    select_for_crl,
+)
+from holdca.pki.issue import (
+    check_http_url,
+    cross_sign,
+    issue_intermediate,
+    issue_leaf,
+    issue_ocsp_responder,
+    issue_root,
+    random_serial,
+)
+from holdca.pki.lint import ProfileRuleError, check_notation_profile
+from holdca.pki.names import SubjectInfo
+from holdca.pki.ocsp import (
+    MAX_OCSP_RESPONSE_BYTES,
+    CertID,
+    CertStatus,
+    OCSPRequestInfo,
+    OCSPResponseCache,
+    decode_ocsp_get,
+    ocsp_error_response,
+    parse_ocsp_get,
+    parse_ocsp_request,
+    respond_ocsp,
+    respond_ocsp_get,
+)
+
+__all__ = [
+    "MAX_CRL_BYTES",
+    "MAX_OCSP_RESPONSE_BYTES",
+    "CertID",
+    "CertStatus",
+    "OCSPRequestInfo",
+    "OCSPResponseCache",
+    "ProfileRuleError",
+    "RevokedEntry",
+    "SubjectInfo",
+    "build_crl",
+    "check_http_url",
+    "check_notation_profile",
+    "cross_sign",
+    "decode_ocsp_get",
+    "estimate_crl_bytes",
+    "issue_intermediate",
+    "issue_leaf",
+    "issue_ocsp_responder",
+    "issue_root",
+    "ocsp_error_response",
+    "parse_ocsp_get",
+    "parse_ocsp_request",
+    "random_serial",
+    "respond_ocsp",
+    "respond_ocsp_get",
+    "select_for_crl",
+]

@@ -1,0 +1,197 @@
+"""Benchmark: getRecord-proof verification rate and DAG-CBOR codec comparison (one core).
+
+Run: ``python benchmarks/bench_atproto.py [--records 10000] [--seconds 1.0]``
+
+Every figure is also reported as a ratio to one bare K-256 signature verification (coincurve /
+libsecp256k1, 64-byte compact signature, pubkey parsed once) timed in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cbrrr
+import dag_cbor
+import libipld
+from coincurve import PrivateKey
+from coincurve._libsecp256k1 import ffi, lib
+from coincurve.context import GLOBAL_CONTEXT
+
+from holdca.atproto import dagcbor
+from holdca.atproto.car import read_car
+from holdca.atproto.commit import parse_commit, verify_commit
+from holdca.atproto.diddoc import parse_did_document
+from holdca.atproto.mst import lookup
+from holdca.atproto.syntax import mst_key
+from holdca.atproto.verify import verify_record_proof
+from holdca.testing.atproto import TestRepo
+
+
+def rate(fn: Callable[[], Any], seconds: float) -> float:
+    """Calls per second of ``fn`` (calibrated, then timed for ``seconds``)."""
+    n = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed > 0.1:
+            break
+        n *= 2
+    total = max(1, int(n * seconds / elapsed))
+    start = time.perf_counter()
+    for _ in range(total):
+        fn()
+    return total / (time.perf_counter() - start)
+
+
+INVALID = {
+    "float64": "fb405edd2f1a9fbe77",
+    "non-minimal int": "1805",
+    "non-minimal length": "780161",
+    "unsorted keys": "a2616201616102",
+    "duplicate keys": "a2616101616102",
+    "tag 1": "c100",
+    "trailing bytes": "0000",
+    "indefinite array": "9fff",
+    "integer key": "a10102",
+    "undefined": "f7",
+    "int > 2^63": "1bffffffffffffffff",
+    "CID of only 0x00": "d82a4100",
+    "depth 10000": "81" * 10000 + "00",
+}
+
+
+def main() -> None:
+    """Run the benchmark and print a Markdown report."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    secs = args.seconds
+
+    # same-run reference: one bare K-256 verify (compact sig, pubkey parsed once)
+    priv = PrivateKey(hashlib.sha256(b"bench").digest())
+    pub = priv.public_key
+    msg = os.urandom(300)
+    sig64 = priv.sign_recoverable(msg)[:64]
+    digest = hashlib.sha256(msg).digest()
+
+    def bare() -> bool:
+        s = ffi.new("secp256k1_ecdsa_signature *")
+        lib.secp256k1_ecdsa_signature_parse_compact(GLOBAL_CONTEXT.ctx, s, sig64)
+        return bool(lib.secp256k1_ecdsa_verify(GLOBAL_CONTEXT.ctx, s, digest, pub.public_key))
+
+    assert bare()
+    r_bare = rate(bare, secs)
+
+    # a 10k-record repo
+    t0 = time.perf_counter()
+    repo = TestRepo.create("plc", "k256")
+    digests = [f"sha256:{i:064x}" for i in range(args.records)]
+    uris = repo.put_manifests(digests)
+    _ = repo.commit_cid
+    build_s = time.perf_counter() - t0
+    rng = random.Random(1)  # noqa: S311
+    picks = rng.sample(range(len(uris)), 200)
+    cars = [(repo.get_record_car(uris[i]), uris[i], digests[i]) for i in picks]
+    doc_bytes = repo.did_document()
+    doc = parse_did_document(doc_bytes, repo.did)
+    key = doc.atproto_key()
+    sizes = sorted(len(c) for c, _, _ in cars)
+    it = iter(range(1 << 62))
+
+    def verify_full() -> None:
+        car, uri, dig = cars[next(it) % len(cars)]
+        verify_record_proof(car, doc_bytes, uri, dig)
+
+    def verify_parsed_doc() -> None:
+        car, uri, dig = cars[next(it) % len(cars)]
+        verify_record_proof(car, doc, uri, dig)
+
+    r_full = rate(verify_full, secs)
+    r_doc = rate(verify_parsed_doc, secs)
+
+    # breakdown on one proof
+    car0, uri0, _ = cars[0]
+    parsed = read_car(car0)
+    root = parsed.roots[0]
+    commit = parse_commit(parsed.blocks[root], root)
+    path_key = mst_key("io.atcr.manifest", uri0.rsplit("/", 1)[1])
+    record_cid = lookup(parsed.blocks, commit.data, path_key)
+    assert record_cid is not None
+    record_block = parsed.blocks[record_cid]
+    steps = {
+        "read_car (parse + sha256 of every block)": lambda: read_car(car0),
+        "parse_commit (strict decode + splice)": lambda: parse_commit(parsed.blocks[root], root),
+        "verify_commit (K-256, libsecp256k1)": lambda: verify_commit(commit, key),
+        "MST lookup (strict decode of path nodes)": lambda: lookup(
+            parsed.blocks, commit.data, path_key
+        ),
+        "record decode (strict)": lambda: dagcbor.decode(record_block),
+        "DID document parse + key": lambda: parse_did_document(doc_bytes, repo.did).atproto_key(),
+    }
+    step_rates = {name: rate(fn, secs / 2) for name, fn in steps.items()}
+
+    # codec comparison
+    commit_block = parsed.blocks[root]
+    node_block = max(
+        (b for c, b in parsed.blocks.items() if c not in (root, record_cid)), key=len
+    )
+    samples = {"commit": commit_block, "largest MST node": node_block, "record": record_block}
+    codecs: dict[str, Callable[[bytes], Any]] = {
+        "libipld.decode_dag_cbor": libipld.decode_dag_cbor,
+        "cbrrr.decode_dag_cbor": cbrrr.decode_dag_cbor,
+        "dag_cbor.decode": dag_cbor.decode,
+        "holdca prescan only": dagcbor.prescan,
+        "holdca strict decode (prescan + cbrrr)": dagcbor.decode,
+    }
+    codec_us = {
+        (name, label): 1e6 / rate(lambda f=fn, b=block: f(b), secs / 4)
+        for name, fn in codecs.items()
+        for label, block in samples.items()
+    }
+    strict: dict[str, int] = {}
+    for name, fn in codecs.items():
+        if name == "holdca prescan only":
+            continue
+        rejected = 0
+        for hexdata in INVALID.values():
+            try:
+                fn(bytes.fromhex(hexdata))
+            except Exception:  # noqa: BLE001 - counting rejections of any kind
+                rejected += 1
+        strict[name] = rejected
+
+    print(f"# bench_atproto ({args.records} records, repo built in {build_s:.2f} s)\n")
+    print(f"getRecord CAR sizes: {sizes[0]}..{sizes[-1]} bytes (median {sizes[len(sizes) // 2]})\n")
+    print("| operation | ops/s | µs/op | ratio to bare K-256 verify |")
+    print("|---|---:|---:|---:|")
+    rows = [
+        ("bare K-256 verify (coincurve, compact)", r_bare),
+        ("verify_record_proof, DID doc bytes parsed each time", r_full),
+        ("verify_record_proof, pre-parsed DIDDocument", r_doc),
+        *step_rates.items(),
+    ]
+    for name, r in rows:
+        print(f"| {name} | {r:,.0f} | {1e6 / r:.1f} | {r / r_bare:.3f} |")
+    print("\n| decoder | " + " | ".join(f"{k} ({len(v)} B) µs" for k, v in samples.items()) + " |")
+    print("|---|" + "---:|" * len(samples))
+    for name in codecs:
+        cells = " | ".join(f"{codec_us[(name, label)]:.2f}" for label in samples)
+        print(f"| {name} | {cells} |")
+    print(f"\nstrictness: invalid inputs rejected out of {len(INVALID)}")
+    for name, count in strict.items():
+        print(f"- {name}: {count}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""Benchmark: CRL builds and OCSP responses of holdca.pki, against same-run references.
+
+Prints a Markdown table. Not a test: nothing here asserts a speed.
+
+* CRL build for 1k and 100k entries (1M with ``--full``): 128-bit serials, reason
+  keyCompromise, signed with P-256/SHA-256 through the Signer adapter. Reported: median
+  seconds, DER bytes (and bytes/entry), peak memory of the build (Python heap by tracemalloc,
+  and RSS growth in a fresh child process, which also counts cryptography's Rust heap), and
+  the ratio to cryptography's own builder fed the same entries in the same run, two ways:
+  "documented" (one ``RevokedCertificateBuilder().serial_number().revocation_date()
+  .add_extension().build()`` per entry, list passed to ``CertificateRevocationListBuilder``)
+  and "floor" (only ``CertificateRevocationListBuilder(revoked_certificates=prebuilt).sign``).
+* OCSP: ``respond_ocsp`` responses/s for a notation-style request (SHA-1 CertID, no nonce),
+  fresh and from a warm :class:`~holdca.pki.OCSPResponseCache`, as a ratio to one bare P-256
+  ECDSA sign (cryptography) timed in the same run.
+
+Usage: ``python benchmarks/bench_crl_ocsp.py [--full]`` (about 30 s; ``--full`` adds 1M
+entries, about a minute more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from holdca.keys import MemorySigner  # noqa: E402
+from holdca.pki import (  # noqa: E402
+    CertStatus,
+    OCSPResponseCache,
+    RevokedEntry,
+    SubjectInfo,
+    build_crl,
+    issue_leaf,
+    issue_root,
+    respond_ocsp,
+)
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+SUBJECT = SubjectInfo("US", "CA", "Bench Hold")
+REASON = x509.ReasonFlags.key_compromise
+
+
+def make_ca() -> tuple[MemorySigner, x509.Certificate]:
+    signer = MemorySigner.generate()
+    return signer, issue_root(signer, hold_did="did:web:hold.bench.test", subject=SUBJECT, now=NOW)
+
+
+def make_entries(n: int) -> list[RevokedEntry]:
+    rng = random.Random(n)
+    serials: set[int] = set()
+    while len(serials) < n:
+        serials.add(rng.getrandbits(128) | 1)
+    return [
+        RevokedEntry(s, NOW - timedelta(seconds=i % 86400), REASON) for i, s in enumerate(serials)
+    ]
+
+
+def holdca_crl(signer: MemorySigner, cert: x509.Certificate, entries: list[RevokedEntry]) -> bytes:
+    crl = build_crl(
+        signer, cert, entries, crl_number=1, this_update=NOW, next_update=NOW + timedelta(hours=1)
+    )
+    return crl.public_bytes(Encoding.DER)
+
+
+def crl_builder(cert: x509.Certificate, revoked: list[x509.RevokedCertificate]) -> Callable[
+    [ec.EllipticCurvePrivateKey], x509.CertificateRevocationList
+]:
+    ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = x509.CertificateRevocationListBuilder(
+        issuer_name=cert.subject,
+        last_update=NOW,
+        next_update=NOW + timedelta(hours=1),
+        extensions=[
+            x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(1)),
+            x509.Extension(
+                x509.AuthorityKeyIdentifier.oid,
+                False,
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+            ),
+        ],
+        revoked_certificates=revoked,
+    )
+    return lambda key: builder.sign(key, hashes.SHA256())
+
+
+def documented_crl(
+    signer: MemorySigner, cert: x509.Certificate, entries: list[RevokedEntry]
+) -> bytes:
+    revoked = [
+        x509.RevokedCertificateBuilder()
+        .serial_number(e.serial)
+        .revocation_date(e.revoked_at)
+        .add_extension(x509.CRLReason(REASON), critical=False)
+        .build()
+        for e in entries
+    ]
+    key = signer.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return crl_builder(cert, revoked)(key).public_bytes(Encoding.DER)
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def rss_kib() -> int:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() // 1024
+
+
+def child(n: int, impl: str) -> None:
+    """Run in a fresh process: RSS growth of one build (prints JSON)."""
+    signer, cert = make_ca()
+    entries = make_entries(n)
+    before = rss_kib()
+    (holdca_crl if impl == "holdca" else documented_crl)(signer, cert, entries)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"rss_growth_kib": max(0, peak - before)}))
+
+
+def child_rss(n: int, impl: str) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(n), impl],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)["rss_growth_kib"] / 1024
+
+
+def bench_crl(sizes: list[int]) -> None:
+    signer, cert = make_ca()
+    key = signer.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    print("| entries | holdca build_crl s | bytes | B/entry | py heap peak MiB | RSS growth MiB "
+          "| documented builder s | ratio | floor (prebuilt list) s | ratio |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in sizes:
+        entries = make_entries(n)
+        repeats = 15 if n <= 10_000 else 3 if n <= 100_000 else 1
+        der = holdca_crl(signer, cert, entries)
+        crl = x509.load_der_x509_crl(der)
+        assert len(crl) == n
+        assert crl.is_signature_valid(cert.public_key())  # type: ignore[arg-type]
+        t_holdca = t_doc = 0.0
+        # alternate the two implementations so drift affects both alike
+        t_holdca = median_time(lambda: holdca_crl(signer, cert, entries), repeats)
+        t_doc = median_time(lambda: documented_crl(signer, cert, entries), repeats)
+        t_holdca = min(t_holdca, median_time(lambda: holdca_crl(signer, cert, entries), repeats))
+        prebuilt = [r for r in x509.load_der_x509_crl(der)]
+        floor = crl_builder(cert, prebuilt)
+        t_floor = median_time(lambda: floor(key), repeats)
+        tracemalloc.start()
+        holdca_crl(signer, cert, entries)
+        heap_peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        rss = child_rss(n, "holdca")
+        print(
+            f"| {n:,} | {t_holdca:.4f} | {len(der):,} | {len(der) / n:.1f} | {heap_peak:.1f} "
+            f"| {rss:.0f} | {t_doc:.4f} | {t_holdca / t_doc:.2f} | {t_floor:.4f} "
+            f"| {t_holdca / t_floor:.2f} |"
+        )
+
+
+def ops_per_second(fn: Callable[[], object], seconds: float = 1.5) -> float:
+    runs = []
+    for _ in range(3):
+        count = 0
+        start = time.perf_counter()
+        deadline = start + seconds / 3
+        while True:
+            for _ in range(50):
+                fn()
+            count += 50
+            now = time.perf_counter()
+            if now >= deadline:
+                break
+        runs.append(count / (now - start))
+    return statistics.median(runs)
+
+
+def bench_ocsp() -> None:
+    signer, cert = make_ca()
+    leaf = issue_leaf(
+        signer,
+        cert,
+        did="did:plc:ewvi7nxzyoun6zhxrhs64oiz",
+        public_key=MemorySigner.generate().public_key,
+        subject=SUBJECT,
+        now=NOW,
+    )
+    req = ocsp.OCSPRequestBuilder().add_certificate(leaf, cert, hashes.SHA1()).build()
+    der = req.public_bytes(Encoding.DER)
+    good = CertStatus.good()
+    cache = OCSPResponseCache()
+
+    def fresh() -> bytes:
+        return respond_ocsp(der, status_of=lambda _: good, issuer_cert=cert, signer=signer, now=NOW)
+
+    def cached() -> bytes:
+        return respond_ocsp(
+            der, status_of=lambda _: good, issuer_cert=cert, signer=signer, now=NOW, cache=cache
+        )
+
+    response = ocsp.load_der_ocsp_response(fresh())
+    assert response.certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert cached() == cached()
+    key = signer.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    data = b"\x42" * 300
+
+    def bare_sign() -> bytes:
+        return key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+    sign_rate = ops_per_second(bare_sign)
+    fresh_rate = ops_per_second(fresh)
+    cached_rate = ops_per_second(cached)
+    sign_rate = max(sign_rate, ops_per_second(bare_sign))
+    print()
+    print(f"| OCSP (single SHA-1 CertID, no nonce, CA-signed, {len(fresh())} B) | ops/s "
+          "| µs/op | ratio to one bare P-256 sign |")
+    print("|---|---:|---:|---:|")
+    print(f"| bare P-256 ECDSA sign (cryptography) | {sign_rate:,.0f} | {1e6 / sign_rate:.1f} | 1.00 |")
+    print(f"| respond_ocsp, fresh | {fresh_rate:,.0f} | {1e6 / fresh_rate:.1f} "
+          f"| {fresh_rate / sign_rate:.2f} |")
+    print(f"| respond_ocsp, cached | {cached_rate:,.0f} | {1e6 / cached_rate:.1f} "
+          f"| {cached_rate / sign_rate:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="also build a 1M-entry CRL")
+    parser.add_argument("--child", nargs=2, metavar=("N", "IMPL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(int(args.child[0]), args.child[1])
+        return
+    import cryptography
+    import platform
+
+    print(f"python {platform.python_version()}, cryptography {cryptography.__version__}, "
+          f"{platform.machine()}, one core\n")
+    sizes = [1_000, 100_000] + ([1_000_000] if args.full else [])
+    bench_crl(sizes)
+    bench_ocsp()
+
+
+if __name__ == "__main__":
+    main()

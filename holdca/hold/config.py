@@ -1,0 +1,304 @@
+"""Hold configuration: :class:`HoldConfig` from keyword arguments or ``HOLD_*`` variables.
+
+Every value is checked when the config is built, so a hold with a bad setting fails at
+start-up with a :class:`~holdca.errors.ConfigError` naming the variable, not on the
+first request. Secrets (the PKCS#11 PIN, a key passphrase) are held in :class:`Secret`,
+whose ``repr`` and ``str`` never show the value.
+
+Environment variables (``HoldConfig.from_env``):
+
+=============================  ===========================================================
+``HOLD_DID``                   the hold's own DID (did:web or did:plc) — required
+``HOLD_SUBJECT_C/ST/O``        C, ST, O of the CA and leaf subjects (notation needs all 3)
+``HOLD_COSIGN_ENABLED``        ``true``/``false`` (default true)
+``HOLD_CA_CERT_PATH``          the CA certificate (PEM)
+``HOLD_CA_KEY_PATH``           PEM backend: the CA key file (its directory is the key store
+                               and its name without suffix the label)
+``HOLD_CA_KEY_LABEL``          the CA key's label in the key store (default ``hold-root``)
+``HOLD_CA_KEY_PASSPHRASE[_FILE]`` PEM backend: passphrase of the key files
+``HOLD_KEY_BACKEND``           ``pem`` (default) or ``pkcs11``
+``HOLD_PKCS11_MODULE``         path of the PKCS#11 module (``libsofthsm2.so``, ...)
+``HOLD_PKCS11_TOKEN_LABEL``    the token label
+``HOLD_PKCS11_PIN[_FILE]``     the user PIN, or a file holding it
+``HOLD_CERT_VALIDITY_HOURS``   leaf validity, 1..8760 (default 24)
+``HOLD_SIGNING_SCHEME``        ``notary.x509`` (default) or ``notary.x509.signingAuthority``
+``HOLD_OCSP_ENABLED/URL``      put an OCSP URL (AIA) in leaves; URL required when enabled
+``HOLD_CRL_ENABLED/URL``       put a CRL URL (CDP) in leaves; URL required when enabled
+``HOLD_LEDGER_PATH``           the SQLite ledger (default ``hold-ledger.sqlite3`` beside
+                               the CA certificate)
+``HOLD_RATE_LIMIT_PER_HOUR``   per-DID certificates per hour (default 60; 0 = no limit)
+``HOLD_ALLOWED_DID_METHODS``   comma-separated (default ``plc,web``)
+``HOLD_ROTATION_GRACE_DAYS``   how long a rotated-out root stays published (default 30)
+=============================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from holdca.atproto.did import validate_did
+from holdca.errors import ConfigError, DIDSyntaxError
+
+__all__ = ["ENV_VARS", "HoldConfig", "Secret"]
+
+
+class Secret:
+    """A secret string (PIN, passphrase) that never shows itself in repr or str."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        """Wrap ``value``."""
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret value: pass it to the backend, never to a log."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __reduce__(self) -> Any:  # no accidental pickling of the value into caches/logs
+        raise TypeError("a Secret cannot be pickled")
+
+
+ENV_VARS: dict[str, str] = {
+    "hold_did": "HOLD_DID",
+    "subject_country": "HOLD_SUBJECT_C",
+    "subject_state": "HOLD_SUBJECT_ST",
+    "subject_organization": "HOLD_SUBJECT_O",
+    "cosign_enabled": "HOLD_COSIGN_ENABLED",
+    "ca_cert_path": "HOLD_CA_CERT_PATH",
+    "ca_key_path": "HOLD_CA_KEY_PATH",
+    "ca_key_label": "HOLD_CA_KEY_LABEL",
+    "ca_key_passphrase": "HOLD_CA_KEY_PASSPHRASE",
+    "key_backend": "HOLD_KEY_BACKEND",
+    "pkcs11_module": "HOLD_PKCS11_MODULE",
+    "pkcs11_token_label": "HOLD_PKCS11_TOKEN_LABEL",
+    "pkcs11_pin": "HOLD_PKCS11_PIN",
+    "cert_validity_hours": "HOLD_CERT_VALIDITY_HOURS",
+    "signing_scheme": "HOLD_SIGNING_SCHEME",
+    "ocsp_enabled": "HOLD_OCSP_ENABLED",
+    "ocsp_url": "HOLD_OCSP_URL",
+    "crl_enabled": "HOLD_CRL_ENABLED",
+    "crl_url": "HOLD_CRL_URL",
+    "ledger_path": "HOLD_LEDGER_PATH",
+    "rate_limit_per_hour": "HOLD_RATE_LIMIT_PER_HOUR",
+    "allowed_did_methods": "HOLD_ALLOWED_DID_METHODS",
+    "rotation_grace_days": "HOLD_ROTATION_GRACE_DAYS",
+}
+"""Config field -> environment variable."""
+
+_SECRET_FILES = {
+    "ca_key_passphrase": "HOLD_CA_KEY_PASSPHRASE_FILE",
+    "pkcs11_pin": "HOLD_PKCS11_PIN_FILE",
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?&@_]+")
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+SCHEMES = ("notary.x509", "notary.x509.signingAuthority")
+
+
+def _bad(name: str, why: str) -> ConfigError:
+    return ConfigError(f"{ENV_VARS.get(name, name)}: {why}")
+
+
+@dataclass(frozen=True)
+class HoldConfig:
+    """The settings of one hold. Build with keywords or :meth:`from_env`.
+
+    All checks run in ``__post_init__``; see the module docstring for the variables.
+
+    Raises:
+        ConfigError: a value is invalid or a required one is missing; the message names
+            the environment variable.
+    """
+
+    hold_did: str
+    subject_country: str
+    subject_state: str
+    subject_organization: str
+    cosign_enabled: bool = True
+    ca_cert_path: Path | None = None
+    ca_key_path: Path | None = None
+    ca_key_label: str = "hold-root"
+    ca_key_passphrase: Secret | None = field(default=None, repr=False)
+    key_backend: str = "pem"
+    pkcs11_module: Path | None = None
+    pkcs11_token_label: str | None = None
+    pkcs11_pin: Secret | None = field(default=None, repr=False)
+    cert_validity_hours: int = 24
+    signing_scheme: str = "notary.x509"
+    ocsp_enabled: bool = False
+    ocsp_url: str | None = None
+    crl_enabled: bool = False
+    crl_url: str | None = None
+    ledger_path: Path | None = None
+    rate_limit_per_hour: int = 60
+    allowed_did_methods: tuple[str, ...] = ("plc", "web")
+    rotation_grace_days: int = 30
+
+    def __post_init__(self) -> None:
+        try:
+            validate_did(self.hold_did)
+        except DIDSyntaxError as exc:
+            raise _bad("hold_did", f"not a valid DID ({exc})") from None
+        if not re.fullmatch(r"[A-Z]{2}", self.subject_country):
+            raise _bad("subject_country", "must be a two-letter ISO 3166 code such as US")
+        for name in ("subject_state", "subject_organization"):
+            value = getattr(self, name)
+            if not value or len(value) > 64 or not _PRINTABLE.fullmatch(value):
+                raise _bad(name, "must be 1-64 printable characters (no quotes or commas)")
+            if "," in value or "=" in value:
+                raise _bad(name, "must not contain ',' or '=' (notation parses it as a DN)")
+        if not _LABEL.fullmatch(self.ca_key_label):
+            raise _bad("ca_key_label", "use 1-128 characters of [A-Za-z0-9._-]")
+        if self.key_backend not in ("pem", "pkcs11"):
+            raise _bad("key_backend", f"must be 'pem' or 'pkcs11', not {self.key_backend!r}")
+        if self.key_backend == "pkcs11":
+            if self.pkcs11_module is None:
+                raise _bad("pkcs11_module", "required with HOLD_KEY_BACKEND=pkcs11")
+            if not self.pkcs11_token_label:
+                raise _bad("pkcs11_token_label", "required with HOLD_KEY_BACKEND=pkcs11")
+            if self.pkcs11_pin is None:
+                raise ConfigError(
+                    "HOLD_PKCS11_PIN or HOLD_PKCS11_PIN_FILE: required with HOLD_KEY_BACKEND=pkcs11"
+                )
+        if not 1 <= self.cert_validity_hours <= 8760:
+            raise _bad("cert_validity_hours", "must be between 1 and 8760 hours")
+        if self.signing_scheme not in SCHEMES:
+            raise _bad("signing_scheme", f"must be one of {', '.join(SCHEMES)}")
+        for flag, url in (("ocsp_enabled", "ocsp_url"), ("crl_enabled", "crl_url")):
+            value = getattr(self, url)
+            if value is not None:
+                parts = urlsplit(value)
+                if parts.scheme not in ("http", "https") or not parts.netloc:
+                    raise _bad(url, f"must be an http:// URL, not {value!r}")
+                if url == "crl_url" and parts.scheme != "http":
+                    raise _bad(url, "notation fetches CRLs over http:// only")
+            elif getattr(self, flag):
+                raise _bad(url, f"required when {ENV_VARS[flag]} is true")
+        if self.rate_limit_per_hour < 0:
+            raise _bad("rate_limit_per_hour", "must be 0 (no limit) or a positive integer")
+        if not self.allowed_did_methods or not set(self.allowed_did_methods) <= {"plc", "web"}:
+            raise _bad("allowed_did_methods", "a comma-separated subset of plc,web")
+        if not 0 <= self.rotation_grace_days <= 3650:
+            raise _bad("rotation_grace_days", "must be between 0 and 3650 days")
+
+    @property
+    def effective_ocsp_url(self) -> str | None:
+        """The OCSP URL to put in leaves, or ``None`` when OCSP is disabled."""
+        return self.ocsp_url if self.ocsp_enabled else None
+
+    @property
+    def effective_crl_url(self) -> str | None:
+        """The CRL URL to put in leaves, or ``None`` when CRLs are disabled."""
+        return self.crl_url if self.crl_enabled else None
+
+    @property
+    def effective_ledger_path(self) -> Path | None:
+        """The ledger file: ``ledger_path``, else beside the CA certificate, else ``None``."""
+        if self.ledger_path is not None:
+            return self.ledger_path
+        if self.ca_cert_path is not None:
+            return self.ca_cert_path.parent / "hold-ledger.sqlite3"
+        return None
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret):
+                shown.append(f"{f.name}=<set>")
+            elif value is not None:
+                shown.append(f"{f.name}={value!r}")
+        return f"HoldConfig({', '.join(shown)})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HoldConfig:
+        """Build a config from ``HOLD_*`` variables (``os.environ`` by default).
+
+        Secrets may come from a variable or a ``*_FILE`` variable naming a file (its
+        first line, without the newline); giving both is an error.
+
+        Raises:
+            ConfigError: a variable is missing, unparseable, unreadable or invalid.
+        """
+        env = os.environ if environ is None else environ
+        kwargs: dict[str, Any] = {}
+
+        def text(name: str) -> str | None:
+            value = env.get(ENV_VARS[name])
+            return None if value is None else value.strip()
+
+        for name in ("hold_did", "subject_country", "subject_state", "subject_organization"):
+            value = text(name)
+            if not value:
+                raise _bad(name, "required")
+            kwargs[name] = value
+        for name in ("cosign_enabled", "ocsp_enabled", "crl_enabled"):
+            value = text(name)
+            if value is not None:
+                low = value.lower()
+                if low not in _TRUE | _FALSE:
+                    raise _bad(name, f"must be true or false, not {value!r}")
+                kwargs[name] = low in _TRUE
+        for name in ("ca_cert_path", "ca_key_path", "pkcs11_module", "ledger_path"):
+            value = text(name)
+            if value:
+                kwargs[name] = Path(value)
+        for name in (
+            "ca_key_label",
+            "key_backend",
+            "pkcs11_token_label",
+            "signing_scheme",
+            "ocsp_url",
+            "crl_url",
+        ):
+            value = text(name)
+            if value:
+                kwargs[name] = value
+        for name in ("cert_validity_hours", "rate_limit_per_hour", "rotation_grace_days"):
+            value = text(name)
+            if value:
+                try:
+                    kwargs[name] = int(value, 10)
+                except ValueError:
+                    raise _bad(name, f"must be an integer, not {value!r}") from None
+        methods = text("allowed_did_methods")
+        if methods:
+            kwargs["allowed_did_methods"] = tuple(
+                m.strip() for m in methods.split(",") if m.strip()
+            )
+        for name, file_var in _SECRET_FILES.items():
+            direct = env.get(ENV_VARS[name])
+            path = env.get(file_var)
+            if direct is not None and path is not None:
+                raise ConfigError(f"{ENV_VARS[name]} and {file_var}: set only one of them")
+            if direct is not None:
+                kwargs[name] = Secret(direct)
+            elif path is not None:
+                try:
+                    raw = Path(path).read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise ConfigError(
+                        f"{file_var}: cannot read {path!r} ({type(exc).__name__})"
+                    ) from None
+                lines = raw.splitlines()
+                kwargs[name] = Secret(lines[0] if lines else "")
+        return cls(**kwargs)

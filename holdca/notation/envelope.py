@@ -1,0 +1,609 @@
+"""Notation JWS signature envelopes (``application/jose+json``): build and parse.
+
+An envelope is a flattened JWS JSON serialization::
+
+    {"payload": b64url({"targetArtifact": <descriptor>}),
+     "protected": b64url({"alg", "cty", "crit", "io.cncf.notary.signingScheme",
+                          "io.cncf.notary.signingTime" | "...authenticSigningTime",
+                          ["io.cncf.notary.expiry"]}),
+     "header": {"x5c": [std-base64 DER, leaf first, root last],
+                "io.cncf.notary.signingAgent": "holdca/0.1.0"},
+     "signature": b64url(raw r||s or RSA-PSS)}
+
+:func:`sign_envelope` produces exactly what notation v1.3.2 produces for the same inputs
+(protected header and payload as compact JSON with sorted keys, times in UTC at seconds
+precision, ``crit`` in notation's order). :func:`parse_envelope` is strict: it accepts
+what notation accepts and rejects everything else with :class:`~holdca.errors.JWSFormatError`
+naming the rule; it does not check the signature (see :mod:`holdca.notation.verify`).
+
+Example::
+
+    env = sign_envelope(leaf_signer, [leaf, root], Descriptor.for_content(
+        "application/vnd.oci.image.manifest.v1+json", manifest_bytes), now=now)
+    parsed = parse_envelope(env)
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+import holdca
+from holdca.errors import JWSFormatError, MalformedInputError
+from holdca.keys._base import SignatureAlgorithm, Signer
+from holdca.keys.encoding import der_to_raw
+from holdca.notation._codec import (
+    b64std_decode,
+    b64std_encode,
+    b64url_decode,
+    b64url_encode,
+    format_time,
+    go_json,
+    mapping_get_ci,
+    parse_time,
+    strict_json,
+)
+from holdca.pki import check_notation_profile
+
+__all__ = [
+    "DEFAULT_SIGNING_AGENT",
+    "HEADER_AUTHENTIC_SIGNING_TIME",
+    "HEADER_EXPIRY",
+    "HEADER_SIGNING_SCHEME",
+    "HEADER_SIGNING_TIME",
+    "MAX_CHAIN_LENGTH",
+    "MAX_ENVELOPE_SIZE",
+    "MEDIA_TYPE_JWS",
+    "PAYLOAD_CONTENT_TYPE",
+    "Descriptor",
+    "Envelope",
+    "SigningScheme",
+    "parse_envelope",
+    "sign_envelope",
+]
+
+MEDIA_TYPE_JWS = "application/jose+json"
+"""Media type of a JWS envelope (the signature manifest's layer)."""
+
+PAYLOAD_CONTENT_TYPE = "application/vnd.cncf.notary.payload.v1+json"
+"""The only ``cty`` notation accepts."""
+
+HEADER_SIGNING_SCHEME = "io.cncf.notary.signingScheme"
+HEADER_SIGNING_TIME = "io.cncf.notary.signingTime"
+HEADER_AUTHENTIC_SIGNING_TIME = "io.cncf.notary.authenticSigningTime"
+HEADER_EXPIRY = "io.cncf.notary.expiry"
+_HEADER_SIGNING_AGENT = "io.cncf.notary.signingAgent"
+_HEADER_TIMESTAMP = "io.cncf.notary.timestampSignature"
+_KNOWN_HEADERS = frozenset(
+    {
+        "alg",
+        "cty",
+        "crit",
+        HEADER_EXPIRY,
+        HEADER_SIGNING_TIME,
+        HEADER_SIGNING_SCHEME,
+        HEADER_AUTHENTIC_SIGNING_TIME,
+    }
+)
+
+MAX_ENVELOPE_SIZE = 32 * 1024 * 1024
+"""Largest envelope accepted (notation's limit for a signature blob)."""
+
+MAX_CHAIN_LENGTH = 16
+"""Most certificates accepted in ``x5c`` (notation has no limit; holdca bounds the work)."""
+
+DEFAULT_SIGNING_AGENT = f"holdca/{holdca.__version__}"
+"""The ``io.cncf.notary.signingAgent`` holdca writes by default."""
+
+_DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
+_MEDIA_TYPE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+)
+_ALGORITHMS = {alg.value: alg for alg in SignatureAlgorithm}
+
+
+class SigningScheme(enum.Enum):
+    """Notation's signing schemes (``io.cncf.notary.signingScheme``).
+
+    ``X509``: the signing time is the signer's claim; a verifier without a TSA requires
+    the chain to be valid *now*. ``SIGNING_AUTHORITY``: the signing time is asserted by a
+    trusted signing authority (the hold); verifiers check the chain at that time and use
+    ``signingAuthority`` trust stores.
+    """
+
+    X509 = "notary.x509"
+    SIGNING_AUTHORITY = "notary.x509.signingAuthority"
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """An OCI content descriptor (the parts notation signs and compares).
+
+    Attributes:
+        media_type: e.g. ``application/vnd.oci.image.manifest.v1+json``.
+        digest: ``sha256:<64 hex>`` or ``sha512:<128 hex>`` (lowercase).
+        size: content length in bytes.
+        annotations: optional string-to-string map (notation's user metadata).
+        artifact_type: optional ``artifactType`` (referrers index entries only).
+
+    Raises:
+        MalformedInputError: a field is out of its grammar.
+    """
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: Mapping[str, str] | None = field(default=None, hash=False)
+    artifact_type: str | None = None
+
+    def __post_init__(self) -> None:
+        # Values come from untrusted JSON, so the runtime types are checked too.
+        media_type: object = self.media_type
+        digest: object = self.digest
+        size: object = self.size
+        artifact_type: object = self.artifact_type
+        if not isinstance(media_type, str) or not _MEDIA_TYPE.fullmatch(media_type):
+            raise MalformedInputError(f"invalid media type {media_type!r}")
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+            raise MalformedInputError(f"invalid digest {digest!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise MalformedInputError(f"invalid size {size!r}")
+        if artifact_type is not None and (
+            not isinstance(artifact_type, str) or not _MEDIA_TYPE.fullmatch(artifact_type)
+        ):
+            raise MalformedInputError(f"invalid artifactType {artifact_type!r}")
+        if self.annotations is not None:
+            items: list[tuple[object, object]] = list(self.annotations.items())
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in items):
+                raise MalformedInputError("annotations must map strings to strings")
+            object.__setattr__(self, "annotations", MappingProxyType(dict(self.annotations)))
+
+    @classmethod
+    def for_content(
+        cls,
+        media_type: str,
+        content: bytes,
+        annotations: Mapping[str, str] | None = None,
+        *,
+        artifact_type: str | None = None,
+    ) -> Descriptor:
+        """The descriptor of ``content`` (SHA-256 digest, exact size)."""
+        return cls(
+            media_type,
+            "sha256:" + hashlib.sha256(content).hexdigest(),
+            len(content),
+            annotations,
+            artifact_type,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The descriptor as an OCI JSON object (omits empty optional fields)."""
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        if self.artifact_type is not None:
+            out["artifactType"] = self.artifact_type
+        return out
+
+    @classmethod
+    def from_json(cls, obj: object, what: str = "descriptor") -> Descriptor:
+        """Parse an OCI descriptor object (unknown members such as ``urls`` are ignored).
+
+        Raises:
+            MalformedInputError: not an object, or a required member missing or invalid.
+        """
+        if not isinstance(obj, dict):
+            raise MalformedInputError(f"{what} is not a JSON object")
+        try:
+            media_type = obj["mediaType"]
+            digest = obj["digest"]
+            size = obj["size"]
+        except KeyError as exc:
+            raise MalformedInputError(f"{what} lacks {exc.args[0]!r}") from None
+        annotations = obj.get("annotations")
+        if annotations is not None and not isinstance(annotations, dict):
+            raise MalformedInputError(f"{what} annotations is not an object")
+        try:
+            return cls(media_type, digest, size, annotations or None, obj.get("artifactType"))
+        except MalformedInputError as exc:
+            raise MalformedInputError(f"{what}: {exc}") from None
+
+    def same_content(self, other: Descriptor) -> bool:
+        """Whether mediaType, digest and size are equal (notation's descriptor check)."""
+        return (self.media_type, self.digest, self.size) == (
+            other.media_type,
+            other.digest,
+            other.size,
+        )
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A parsed Notation JWS envelope (well-formed; the signature is not yet checked).
+
+    Attributes:
+        protected: the ``protected`` member exactly as transmitted (base64url).
+        payload_b64: the ``payload`` member exactly as transmitted (base64url).
+        signature: the decoded signature bytes (raw r||s or RSA-PSS).
+        header: the decoded protected header.
+        algorithm: ``alg``.
+        content_type: ``cty``.
+        scheme: the signing scheme.
+        signing_time: ``signingTime`` (notary.x509) or ``authenticSigningTime``.
+        expiry: ``io.cncf.notary.expiry`` or None.
+        critical: ``crit`` as given.
+        extended_attributes: protected header members notation does not know.
+        payload: the decoded payload object.
+        target_artifact: ``payload.targetArtifact``.
+        certificate_chain: ``x5c`` parsed, leaf first.
+        signing_agent: ``io.cncf.notary.signingAgent`` or None.
+        timestamp_signature: DER RFC 3161 token or None.
+        raw: the envelope bytes.
+    """
+
+    protected: str
+    payload_b64: str
+    signature: bytes
+    header: Mapping[str, Any] = field(hash=False)
+    algorithm: SignatureAlgorithm
+    content_type: str
+    scheme: SigningScheme
+    signing_time: datetime
+    expiry: datetime | None
+    critical: tuple[str, ...]
+    extended_attributes: Mapping[str, Any] = field(hash=False)
+    payload: Mapping[str, Any] = field(hash=False)
+    target_artifact: Descriptor
+    certificate_chain: tuple[x509.Certificate, ...]
+    signing_agent: str | None
+    timestamp_signature: bytes | None
+    raw: bytes = field(repr=False)
+
+    @property
+    def signing_input(self) -> bytes:
+        """ASCII(protected || '.' || payload), the bytes the signature covers."""
+        return f"{self.protected}.{self.payload_b64}".encode("ascii")
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        """The signing certificate (``x5c[0]``)."""
+        return self.certificate_chain[0]
+
+    @property
+    def thumbprints(self) -> list[str]:
+        """Lowercase hex SHA-256 of each ``x5c`` DER, leaf first."""
+        return [
+            hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).hexdigest()
+            for c in self.certificate_chain
+        ]
+
+
+# --- signing ------------------------------------------------------------------------
+
+
+def _public_der(key: object) -> bytes:
+    return key.public_bytes(  # type: ignore[attr-defined,no-any-return]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def sign_envelope(
+    signer: Signer,
+    chain: Sequence[x509.Certificate],
+    descriptor: Descriptor,
+    *,
+    now: datetime,
+    scheme: SigningScheme = SigningScheme.X509,
+    expiry: datetime | None = None,
+    signing_agent: str = DEFAULT_SIGNING_AGENT,
+) -> bytes:
+    """Sign ``descriptor`` and return the JWS envelope bytes notation verifies.
+
+    The signing time is ``now`` truncated to the second (notation does the same). The
+    signature algorithm is the one notation derives from the leaf key (P-256 -> ES256,
+    RSA-3072 -> PS384, ...).
+
+    Args:
+        signer: the key of ``chain[0]``.
+        chain: leaf first, then intermediates, then the self-signed root.
+        descriptor: the signed artifact (mediaType, digest, size, optional annotations).
+        now: timezone-aware signing time.
+        scheme: ``SigningScheme.X509`` or ``SigningScheme.SIGNING_AUTHORITY``.
+        expiry: optional ``io.cncf.notary.expiry``; must be after the signing time.
+        signing_agent: ``io.cncf.notary.signingAgent``.
+
+    Raises:
+        ValueError: empty chain, naive time, signer not matching the leaf, expiry not
+            after the signing time, or annotation keys in the reserved
+            ``io.cncf.notary`` namespace.
+        ProfileError: the chain is one notation refuses to sign with (shape, profile, or a
+            certificate not valid at the signing time; see holdca.pki.check_notation_profile).
+        UnsupportedAlgorithmError: the leaf key has no Notation algorithm.
+        SignerError: the signer failed.
+    """
+    if not chain:
+        raise ValueError("the certificate chain is empty")
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    signing_time = now.astimezone(UTC).replace(microsecond=0)
+    leaf = chain[0]
+    leaf_key = leaf.public_key()
+    algorithm = SignatureAlgorithm.for_public_key(leaf_key)
+    if _public_der(signer.public_key) != _public_der(leaf_key):
+        raise ValueError("the signer's public key is not the leaf certificate's")
+    if signer.algorithm is not algorithm:
+        raise ValueError(
+            f"the signer uses {signer.algorithm.value}, notation requires {algorithm.value}"
+        )
+    if expiry is not None:
+        if expiry.tzinfo is None or expiry.utcoffset() is None:
+            raise ValueError("expiry must be timezone-aware")
+        expiry = expiry.astimezone(UTC).replace(microsecond=0)
+        if expiry <= signing_time:
+            raise ValueError("expiry must be after the signing time")
+    for key in descriptor.annotations or {}:
+        if key.startswith("io.cncf.notary"):
+            raise ValueError(f"annotation {key!r} uses the reserved io.cncf.notary prefix")
+    check_notation_profile(chain, now=signing_time, identity_dn=False)
+
+    header: dict[str, Any] = {
+        "alg": algorithm.value,
+        "cty": PAYLOAD_CONTENT_TYPE,
+        HEADER_SIGNING_SCHEME: scheme.value,
+    }
+    crit = [HEADER_SIGNING_SCHEME]
+    if scheme is SigningScheme.X509:
+        header[HEADER_SIGNING_TIME] = format_time(signing_time)
+    else:
+        header[HEADER_AUTHENTIC_SIGNING_TIME] = format_time(signing_time)
+        crit.append(HEADER_AUTHENTIC_SIGNING_TIME)
+    if expiry is not None:
+        header[HEADER_EXPIRY] = format_time(expiry)
+        crit.append(HEADER_EXPIRY)
+    header["crit"] = crit
+
+    target = {k: v for k, v in descriptor.to_json().items() if k != "artifactType"}
+    protected = b64url_encode(go_json(header))
+    payload = b64url_encode(go_json({"targetArtifact": target}))
+    signing_input = f"{protected}.{payload}".encode("ascii")
+    raw_signature = signer.sign(signing_input)
+    if algorithm.is_ecdsa:
+        pub = signer.public_key
+        assert isinstance(pub, ec.EllipticCurvePublicKey)
+        raw_signature = der_to_raw(raw_signature, (pub.curve.key_size + 7) // 8)
+    envelope = {
+        "payload": payload,
+        "protected": protected,
+        "header": {
+            "x5c": [b64std_encode(c.public_bytes(serialization.Encoding.DER)) for c in chain],
+            _HEADER_SIGNING_AGENT: signing_agent,
+        },
+        "signature": b64url_encode(raw_signature),
+    }
+    # Go marshals the envelope struct in field order: payload, protected, header, signature.
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+# --- parsing ------------------------------------------------------------------------
+
+
+def _fail(message: str) -> JWSFormatError:
+    return JWSFormatError(message)
+
+
+def _string(obj: Mapping[str, Any], key: str, what: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise JWSFormatError(f"{what} {key!r} is missing or not a string")
+    return value
+
+
+def _parse_protected(encoded: str) -> dict[str, Any]:
+    raw = b64url_decode(encoded, "protected header", _fail)
+    header = strict_json(raw, "protected header", _fail)
+    if not isinstance(header, dict):
+        raise JWSFormatError("protected header is not a JSON object")
+    for key in header:
+        if key not in _KNOWN_HEADERS and key.lower() in {k.lower() for k in _KNOWN_HEADERS}:
+            raise JWSFormatError(f"protected header key {key!r} differs from a known key in case")
+    return header
+
+
+def parse_envelope(data: bytes, *, max_size: int = MAX_ENVELOPE_SIZE) -> Envelope:
+    """Parse a Notation JWS envelope strictly (the signature is NOT verified here).
+
+    Checks everything notation checks before the cryptography: flattened JSON with the
+    four members, unpadded base64url, protected header object with a supported ``alg``,
+    the signing-scheme rules (signingTime for notary.x509, authenticSigningTime for
+    signingAuthority, never both), the ``crit`` rules (scheme, authenticSigningTime and
+    expiry marked, every other entry an extended attribute present in the header),
+    expiry after signing time, a JSON-object payload with a valid ``targetArtifact``
+    descriptor, a non-empty ``x5c`` of DER certificates, std-base64 unprotected values.
+
+    Deliberately stricter than notation: duplicate JSON keys, unknown top-level members,
+    protected-header keys that differ from known ones only in case, more than
+    :data:`MAX_CHAIN_LENGTH` certificates and a missing ``targetArtifact`` are rejected.
+    The unprotected header's keys are matched case-insensitively, as Go does (old
+    notation envelopes spell ``io.cncf.notary.SigningAgent``).
+
+    Raises:
+        JWSFormatError: naming the rule broken.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError("envelope must be bytes")
+    data = bytes(data)
+    if len(data) > max_size:
+        raise JWSFormatError(f"envelope is {len(data)} bytes, over the {max_size}-byte limit")
+    top = strict_json(data, "envelope", _fail)
+    if not isinstance(top, dict):
+        raise JWSFormatError("envelope is not a JSON object")
+    if "signatures" in top:
+        raise JWSFormatError("general JWS JSON serialization is not supported (use flattened)")
+    unknown = set(top) - {"payload", "protected", "header", "signature"}
+    if unknown:
+        raise JWSFormatError(f"envelope has unknown members {sorted(unknown)!r}")
+    protected = _string(top, "protected", "envelope member")
+    payload_b64 = _string(top, "payload", "envelope member")
+    signature_b64 = _string(top, "signature", "envelope member")
+    unprotected = top.get("header")
+    if not isinstance(unprotected, dict):
+        raise JWSFormatError("envelope member 'header' is missing or not an object")
+
+    header = _parse_protected(protected)
+    alg_name = header.get("alg")
+    if not isinstance(alg_name, str) or alg_name not in _ALGORITHMS:
+        raise JWSFormatError(f"unsupported or missing 'alg' {alg_name!r}")
+    algorithm = _ALGORITHMS[alg_name]
+    content_type = header.get("cty", "")
+    if not isinstance(content_type, str):
+        raise JWSFormatError("'cty' is not a string")
+    scheme_name = header.get(HEADER_SIGNING_SCHEME)
+    try:
+        scheme = SigningScheme(scheme_name)
+    except ValueError:
+        raise JWSFormatError(f"unsupported SigningScheme: {scheme_name!r}") from None
+    signing_time_raw = header.get(HEADER_SIGNING_TIME)
+    authentic_raw = header.get(HEADER_AUTHENTIC_SIGNING_TIME)
+    if scheme is SigningScheme.X509:
+        if HEADER_AUTHENTIC_SIGNING_TIME in header:
+            raise JWSFormatError(
+                f"{HEADER_AUTHENTIC_SIGNING_TIME!r} header must not be present for notary.x509"
+            )
+        if signing_time_raw is None:
+            raise JWSFormatError("signing-time not present")
+        signing_time = parse_time(signing_time_raw, HEADER_SIGNING_TIME, _fail)
+    else:
+        if HEADER_SIGNING_TIME in header:
+            raise JWSFormatError(
+                f"{HEADER_SIGNING_TIME!r} header must not be present for "
+                "notary.x509.signingAuthority"
+            )
+        if authentic_raw is None:
+            raise JWSFormatError(
+                f"{HEADER_AUTHENTIC_SIGNING_TIME!r} header must be present for "
+                "notary.x509.signingAuthority"
+            )
+        signing_time = parse_time(authentic_raw, HEADER_AUTHENTIC_SIGNING_TIME, _fail)
+    expiry = None
+    if HEADER_EXPIRY in header:
+        expiry = parse_time(header[HEADER_EXPIRY], HEADER_EXPIRY, _fail)
+        if expiry <= signing_time:
+            raise JWSFormatError("expiry cannot be equal or before the signing time")
+
+    extended = {k: v for k, v in header.items() if k not in _KNOWN_HEADERS}
+    critical = _check_crit(header, scheme, expiry is not None, extended)
+
+    payload_raw = b64url_decode(payload_b64, "payload", _fail)
+    if not payload_raw:
+        raise JWSFormatError("payload is empty")
+    payload = strict_json(payload_raw, "payload", _fail)
+    if not isinstance(payload, dict):
+        raise JWSFormatError("payload is not a JSON object")
+    if "targetArtifact" not in payload:
+        raise JWSFormatError("payload has no 'targetArtifact'")
+    try:
+        target = Descriptor.from_json(payload["targetArtifact"], "payload targetArtifact")
+    except MalformedInputError as exc:
+        raise JWSFormatError(str(exc)) from None
+
+    signature = b64url_decode(signature_b64, "signature", _fail)
+    if not signature:
+        raise JWSFormatError("signature missing in jws-json envelope")
+
+    chain = _parse_unprotected_chain(unprotected)
+    agent = _optional_ci(unprotected, _HEADER_SIGNING_AGENT)
+    if agent is not None and not isinstance(agent, str):
+        raise JWSFormatError("io.cncf.notary.signingAgent is not a string")
+    tst_raw = _optional_ci(unprotected, _HEADER_TIMESTAMP)
+    timestamp = None
+    if tst_raw is not None:
+        if not isinstance(tst_raw, str):
+            raise JWSFormatError("io.cncf.notary.timestampSignature is not a string")
+        timestamp = b64std_decode(tst_raw, "io.cncf.notary.timestampSignature", _fail) or None
+
+    return Envelope(
+        protected=protected,
+        payload_b64=payload_b64,
+        signature=signature,
+        header=MappingProxyType(header),
+        algorithm=algorithm,
+        content_type=content_type,
+        scheme=scheme,
+        signing_time=signing_time,
+        expiry=expiry,
+        critical=critical,
+        extended_attributes=MappingProxyType(extended),
+        payload=MappingProxyType(payload),
+        target_artifact=target,
+        certificate_chain=chain,
+        signing_agent=agent,
+        timestamp_signature=timestamp,
+        raw=data,
+    )
+
+
+def _optional_ci(obj: Mapping[str, Any], key: str) -> Any:
+    try:
+        _, value = mapping_get_ci(obj, key)
+    except ValueError as exc:
+        raise JWSFormatError(f"unprotected header: {exc}") from None
+    return value
+
+
+def _check_crit(
+    header: Mapping[str, Any],
+    scheme: SigningScheme,
+    has_expiry: bool,
+    extended: Mapping[str, Any],
+) -> tuple[str, ...]:
+    crit = header.get("crit")
+    if crit is None or crit == []:
+        raise JWSFormatError('missing "crit" header')
+    if not isinstance(crit, list) or not all(isinstance(c, str) for c in crit):
+        raise JWSFormatError('"crit" is not a list of strings')
+    must = {HEADER_SIGNING_SCHEME}
+    if has_expiry:
+        must.add(HEADER_EXPIRY)
+    if scheme is SigningScheme.SIGNING_AUTHORITY:
+        must.add(HEADER_AUTHENTIC_SIGNING_TIME)
+    for name in crit:
+        if name in must:
+            must.discard(name)
+        elif name not in extended:
+            raise JWSFormatError(f"{name!r} header is marked critical but not present")
+    if must:
+        raise JWSFormatError(f"these required headers are not marked as critical: {sorted(must)}")
+    return tuple(crit)
+
+
+def _parse_unprotected_chain(unprotected: Mapping[str, Any]) -> tuple[x509.Certificate, ...]:
+    x5c = _optional_ci(unprotected, "x5c")
+    if not x5c:
+        raise JWSFormatError("certificate chain is not present")
+    if not isinstance(x5c, list) or not all(isinstance(c, str) for c in x5c):
+        raise JWSFormatError("x5c is not a list of strings")
+    if len(x5c) > MAX_CHAIN_LENGTH:
+        raise JWSFormatError(f"x5c has {len(x5c)} certificates, over {MAX_CHAIN_LENGTH}")
+    chain = []
+    for index, text in enumerate(x5c):
+        der = b64std_decode(text, f"x5c[{index}]", _fail)
+        try:
+            chain.append(x509.load_der_x509_certificate(der))
+        except ValueError:
+            raise JWSFormatError(f"x5c[{index}] is not a DER X.509 certificate") from None
+    return tuple(chain)

@@ -1,0 +1,606 @@
+"""Certificate profiles and issuance: root, intermediate, user leaf, OCSP responder, cross-cert.
+
+Pure functions: every input (signer, certificates, public keys, ``now``) is explicit and every
+output is a :class:`cryptography.x509.Certificate`. Signing goes through
+:func:`holdca.keys.as_private_key`, so a CA key on an HSM never leaves the token.
+
+Profiles (research/notation.md sections 3 and 12):
+
+* **root**: self-signed; basicConstraints critical CA=true, pathLen 1 (room for one
+  intermediate or cross-certificate); keyUsage critical keyCertSign, cRLSign,
+  digitalSignature (the CA signs OCSP responses itself); SKI; 127-bit random serial.
+* **intermediate**: the same under the root, pathLen 0, AKI.
+* **leaf**: ``C,ST,(L,)O,CN=<DID>``; SAN URI = the DID; keyUsage critical digitalSignature
+  only; EKU codeSigning; basicConstraints critical CA=false; AKI and SKI; 128-bit serial;
+  24 h; notBefore backdated 5 minutes; optional ``http://`` CRL and OCSP URLs.
+* **OCSP responder**: EKU OCSPSigning, id-pkix-ocsp-nocheck, keyUsage digitalSignature.
+* **cross-certificate**: another CA's subject, key, SKI and CA extensions, signed by the
+  issuer (rotation: the new root cross-signed by the old one and vice versa).
+
+Validity nesting: a certificate never outlives its issuer. When ``now + validity`` would pass
+the issuer's notAfter, notAfter is *clamped* to the issuer's notAfter (and notBefore to the
+issuer's notBefore); an issuer that is not valid at ``now`` raises :class:`ProfileError`.
+notation itself only requires every chain certificate to be valid at signing (and, without a
+timestamp, verification) time, so a leaf outliving its CA would simply become unverifiable
+early: clamping makes the certificate say so honestly.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from holdca.atproto.did import validate_account_did
+from holdca.errors import ProfileError
+from holdca.keys import PublicKey, Signer, as_private_key
+from holdca.pki.names import SubjectInfo, ca_name, leaf_name, responder_name
+
+__all__ = [
+    "DEFAULT_BACKDATE",
+    "DEFAULT_CA_VALIDITY",
+    "DEFAULT_INTERMEDIATE_VALIDITY",
+    "DEFAULT_LEAF_VALIDITY",
+    "DEFAULT_RESPONDER_VALIDITY",
+    "check_http_url",
+    "cross_sign",
+    "issue_intermediate",
+    "issue_leaf",
+    "issue_ocsp_responder",
+    "issue_root",
+    "random_serial",
+    "root_common_name",
+    "sign_builder",
+    "signing_params",
+]
+
+DEFAULT_CA_VALIDITY = timedelta(days=3650)
+"""Default root lifetime: 10 years."""
+
+DEFAULT_INTERMEDIATE_VALIDITY = timedelta(days=1825)
+"""Default intermediate lifetime: 5 years (clamped to the root's notAfter)."""
+
+DEFAULT_LEAF_VALIDITY = timedelta(hours=24)
+"""Default user leaf lifetime."""
+
+DEFAULT_RESPONDER_VALIDITY = timedelta(days=7)
+"""Default delegated OCSP responder lifetime (short: it carries id-pkix-ocsp-nocheck)."""
+
+DEFAULT_BACKDATE = timedelta(minutes=5)
+"""How far notBefore is set before ``now`` to absorb clock skew."""
+
+_LEAF_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+_LEAF_RSA_BITS = frozenset({2048, 3072, 4096})
+_MAX_SERIAL_BITS = 159  # 20 DER octets including the sign octet
+
+
+def random_serial(bits: int = 128) -> int:
+    """A positive random serial number of at most ``bits`` bits (CSPRNG).
+
+    With the default 128 bits the DER INTEGER is at most 17 octets (a leading zero octet is
+    added when the top bit is set), well inside RFC 5280's 20-octet limit.
+
+    Raises:
+        ValueError: ``bits`` is below 64 (too little entropy) or above 159 (over 20 octets).
+    """
+    if not 64 <= bits <= _MAX_SERIAL_BITS:
+        raise ValueError(f"serial bits must be 64..{_MAX_SERIAL_BITS}, got {bits}")
+    while True:
+        serial = secrets.randbits(bits)
+        if serial.bit_length() >= bits - 32:  # 0 is invalid; tiny values are astronomically rare
+            return serial
+
+
+def _valid_serial(serial: object) -> bool:
+    return (
+        isinstance(serial, int)
+        and not isinstance(serial, bool)
+        and 0 < serial < (1 << _MAX_SERIAL_BITS)
+    )
+
+
+def _aware(value: datetime, what: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"{what} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware")
+    return value.replace(microsecond=0)
+
+
+def _positive(value: timedelta, what: str, *, allow_zero: bool = False) -> timedelta:
+    if not isinstance(value, timedelta):
+        raise TypeError(f"{what} must be a timedelta, not {type(value).__name__}")
+    if value < timedelta(0) or (value == timedelta(0) and not allow_zero):
+        raise ValueError(f"{what} must be positive, got {value}")
+    return value
+
+
+def _window(
+    issuer_cert: x509.Certificate | None, now: datetime, validity: timedelta, backdate: timedelta
+) -> tuple[datetime, datetime]:
+    now = _aware(now, "now")
+    _positive(validity, "validity")
+    _positive(backdate, "backdate", allow_zero=True)
+    not_before = now - backdate
+    not_after = now + validity
+    if issuer_cert is not None:
+        issuer_nb = issuer_cert.not_valid_before_utc
+        issuer_na = issuer_cert.not_valid_after_utc
+        if not issuer_nb <= now < issuer_na:
+            raise ProfileError(
+                f"issuer-validity: the issuer is valid {issuer_nb.isoformat()} .. "
+                f"{issuer_na.isoformat()}, not at {now.isoformat()}"
+            )
+        not_before = max(not_before, issuer_nb)
+        not_after = min(not_after, issuer_na)
+    return not_before, not_after
+
+
+def _spki(key: object) -> bytes:
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise ProfileError(f"public-key: unsupported public key type {type(key).__name__}")
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _check_issuer(signer: Signer, issuer_cert: x509.Certificate) -> None:
+    if not isinstance(issuer_cert, x509.Certificate):
+        raise TypeError(f"issuer_cert must be a Certificate, not {type(issuer_cert).__name__}")
+    if _spki(signer.public_key) != _spki(issuer_cert.public_key()):
+        raise ProfileError("issuer-key: the signer's key is not the issuer certificate's key")
+    try:
+        bc = issuer_cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        raise ProfileError("issuer-ca: the issuer certificate has no basicConstraints") from None
+    if not bc.ca:
+        raise ProfileError("issuer-ca: the issuer certificate is not a CA (CA=false)")
+
+
+def _check_public_key(key: object, what: str) -> PublicKey:
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in _LEAF_CURVES:
+            raise ProfileError(f"{what}: curve {key.curve.name} is not P-256/P-384/P-521")
+        return key
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size not in _LEAF_RSA_BITS:
+            raise ProfileError(f"{what}: RSA-{key.key_size} is not RSA 2048/3072/4096")
+        return key
+    raise ProfileError(f"{what}: unsupported public key type {type(key).__name__}")
+
+
+def check_http_url(url: str, what: str) -> str:
+    """Return ``url`` if notation can fetch it: an absolute ``http://`` URL with a host.
+
+    notation's CRL and OCSP clients refuse every other scheme (research/notation.md
+    section 9), so an ``https://`` URL would make revocation status "unknown".
+
+    Raises:
+        ProfileError: not a string, not ASCII, whitespace, a scheme other than http, or no host.
+    """
+    if not isinstance(url, str):
+        raise ProfileError(f"{what}: URL must be a string, not {type(url).__name__}")
+    if not url.isascii() or any(ch.isspace() or ord(ch) < 0x21 for ch in url):
+        raise ProfileError(f"{what}: URL must be printable ASCII without spaces")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise ProfileError(f"{what}: not a valid URL") from None
+    if parts.scheme.lower() != "http":
+        raise ProfileError(
+            f"{what}: notation only fetches http:// URLs, got scheme {parts.scheme!r}"
+        )
+    if not host:
+        raise ProfileError(f"{what}: URL has no host")
+    return url
+
+
+def signing_params(signer: Signer) -> dict[str, Any]:
+    """Keyword arguments for a cryptography builder's ``sign``: the hash and, for RSA, PSS."""
+    alg = signer.algorithm
+    params: dict[str, Any] = {"algorithm": alg.hash}
+    if not alg.is_ecdsa:
+        params["rsa_padding"] = padding.PSS(
+            mgf=padding.MGF1(alg.hash), salt_length=alg.hash.digest_size
+        )
+    return params
+
+
+def sign_builder(builder: x509.CertificateBuilder, signer: Signer) -> x509.Certificate:
+    """Sign a certificate builder with ``signer`` through :func:`holdca.keys.as_private_key`.
+
+    The digest is the signer's (SHA-256 for P-256, SHA-384 for P-384, ...); RSA signers sign
+    with PSS as notation expects.
+
+    Raises:
+        SignerError: the signer failed.
+        UnsupportedAlgorithmError: the signer's key cannot sign certificates.
+    """
+    return builder.sign(as_private_key(signer), **signing_params(signer))
+
+
+def _ski(key: PublicKey) -> x509.SubjectKeyIdentifier:
+    return x509.SubjectKeyIdentifier.from_public_key(key)
+
+
+def _aki(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    try:
+        ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            _check_public_key(issuer_cert.public_key(), "issuer-key")
+        )
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _signature_only_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _path_length(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"path_length must be None or a non-negative int, got {value!r}")
+    return value
+
+
+def root_common_name(hold_did: str) -> str:
+    """The default root common name, ``ATCR Hold CA - <hold DID>``."""
+    return f"ATCR Hold CA - {hold_did}"
+
+
+def issue_root(
+    signer: Signer,
+    *,
+    hold_did: str,
+    subject: SubjectInfo,
+    now: datetime,
+    validity: timedelta = DEFAULT_CA_VALIDITY,
+    path_length: int | None = 1,
+    common_name: str | None = None,
+    backdate: timedelta = DEFAULT_BACKDATE,
+) -> x509.Certificate:
+    """Issue the hold's self-signed root CA certificate.
+
+    Args:
+        signer: the CA key (any Signer: P-256 by default, P-384 fine, HSM keys fine).
+        hold_did: the hold's DID, named in the common name.
+        subject: the hold's C/ST/(L)/O.
+        now: the issuance time (timezone-aware).
+        validity: lifetime from ``now`` (default 10 years).
+        path_length: pathLenConstraint (default 1: room for one intermediate or
+            cross-certificate below the root); None leaves it unlimited.
+        common_name: overrides ``ATCR Hold CA - <hold DID>``. Give a rotated root a
+            distinct name (for example with a generation suffix) so that cross-certificates
+            between old and new root never have issuer == subject.
+        backdate: notBefore is ``now - backdate`` (clock skew).
+
+    Raises:
+        DIDSyntaxError: ``hold_did`` is not a valid did:plc / did:web.
+        ProfileError: the common name would exceed 64 characters.
+        SignerError: the signer failed.
+    """
+    validate_account_did(hold_did)
+    name = ca_name(subject, common_name or root_common_name(hold_did))
+    not_before, not_after = _window(None, now, validity, backdate)
+    public_key = signer.public_key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
+        .serial_number(random_serial(127))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.BasicConstraints(ca=True, path_length=_path_length(path_length)), critical=True
+        )
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(_ski(public_key), critical=False)
+    )
+    return sign_builder(builder, signer)
+
+
+def issue_intermediate(
+    issuer: Signer,
+    issuer_cert: x509.Certificate,
+    public_key: PublicKey,
+    *,
+    hold_did: str,
+    subject: SubjectInfo,
+    now: datetime,
+    validity: timedelta = DEFAULT_INTERMEDIATE_VALIDITY,
+    path_length: int | None = 0,
+    common_name: str | None = None,
+    backdate: timedelta = DEFAULT_BACKDATE,
+) -> x509.Certificate:
+    """Issue an online issuing CA under the (offline) root.
+
+    Same extensions as the root plus AKI; pathLen 0 by default. Validity is clamped to the
+    issuer's (see the module docstring).
+
+    Args:
+        issuer: the root's signer.
+        issuer_cert: the root certificate.
+        public_key: the intermediate's public key.
+        hold_did: the hold's DID; the default common name is ``ATCR Hold Issuing CA - <DID>``.
+        subject: the hold's C/ST/(L)/O.
+        now: issuance time.
+        validity: lifetime from ``now`` (default 5 years).
+        path_length: pathLenConstraint (default 0).
+        common_name: overrides the default common name.
+        backdate: notBefore is ``now - backdate``.
+
+    Raises:
+        DIDSyntaxError: invalid hold DID.
+        ProfileError: the issuer is not a CA, does not match ``issuer``, is not valid at
+            ``now``, or the name is too long.
+    """
+    validate_account_did(hold_did)
+    _check_issuer(issuer, issuer_cert)
+    public_key = _check_public_key(public_key, "public-key")
+    name = ca_name(subject, common_name or f"ATCR Hold Issuing CA - {hold_did}")
+    not_before, not_after = _window(issuer_cert, now, validity, backdate)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_cert.subject)
+        .public_key(public_key)
+        .serial_number(random_serial(127))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.BasicConstraints(ca=True, path_length=_path_length(path_length)), critical=True
+        )
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(_ski(public_key), critical=False)
+        .add_extension(_aki(issuer_cert), critical=False)
+    )
+    return sign_builder(builder, issuer)
+
+
+def issue_leaf(
+    issuer: Signer,
+    issuer_cert: x509.Certificate,
+    *,
+    did: str,
+    public_key: PublicKey,
+    subject: SubjectInfo,
+    now: datetime,
+    validity: timedelta = DEFAULT_LEAF_VALIDITY,
+    backdate: timedelta = DEFAULT_BACKDATE,
+    crl_url: str | None = None,
+    ocsp_url: str | None = None,
+    serial: int | None = None,
+) -> x509.Certificate:
+    """Issue a user's code-signing leaf certificate for ``did``.
+
+    The DID is validated before anything else is built. Validity is
+    ``[now - backdate, now + validity]`` clamped to the issuer's validity.
+
+    Args:
+        issuer: the CA signer (root or intermediate).
+        issuer_cert: the CA certificate.
+        did: the user's DID (did:plc or did:web): CN and SAN URI.
+        public_key: the ephemeral key (P-256 normally; P-384/P-521, RSA 2048/3072/4096 allowed).
+        subject: the hold's C/ST/(L)/O.
+        now: issuance time.
+        validity: lifetime (default 24 h).
+        backdate: notBefore offset for clock skew (default 5 min).
+        crl_url: optional CRL distribution point (``http://`` only).
+        ocsp_url: optional AIA OCSP URL (``http://`` only).
+        serial: the serial number; default a fresh 128-bit random one.
+
+    Raises:
+        DIDSyntaxError: ``did`` is not a valid did:plc / did:web.
+        ProfileError: a URL is not ``http://``, the DID is longer than 64 characters, the key
+            is not one notation accepts, or the issuer is not a valid CA at ``now``.
+        SignerError: the signer failed.
+    """
+    validate_account_did(did)
+    name = leaf_name(did, subject)
+    public_key = _check_public_key(public_key, "leaf-key")
+    if crl_url is not None:
+        check_http_url(crl_url, "crl-url")
+    if ocsp_url is not None:
+        check_http_url(ocsp_url, "ocsp-url")
+    if serial is None:
+        serial = random_serial()
+    elif not _valid_serial(serial):
+        raise ProfileError("serial-number: serial must be a positive int of at most 20 octets")
+    _check_issuer(issuer, issuer_cert)
+    not_before, not_after = _window(issuer_cert, now, validity, backdate)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_cert.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_signature_only_key_usage(), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .add_extension(_ski(public_key), critical=False)
+        .add_extension(_aki(issuer_cert), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(did)]), critical=False
+        )
+    )
+    if crl_url is not None:
+        point = x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(crl_url)],
+            relative_name=None,
+            reasons=None,
+            crl_issuer=None,
+        )
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    if ocsp_url is not None:
+        access = x509.AccessDescription(
+            x509.oid.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
+    return sign_builder(builder, issuer)
+
+
+def issue_ocsp_responder(
+    issuer: Signer,
+    issuer_cert: x509.Certificate,
+    public_key: PublicKey,
+    *,
+    subject: SubjectInfo,
+    now: datetime,
+    validity: timedelta = DEFAULT_RESPONDER_VALIDITY,
+    common_name: str = "ATCR Hold OCSP Responder",
+    backdate: timedelta = DEFAULT_BACKDATE,
+) -> x509.Certificate:
+    """Issue a delegated OCSP responder certificate (RFC 6960 section 4.2.2.2).
+
+    EKU id-kp-OCSPSigning, id-pkix-ocsp-nocheck (relying parties need not check the
+    responder's own revocation, hence the short default lifetime of 7 days), keyUsage
+    critical digitalSignature, basicConstraints CA=false, AKI and SKI.
+
+    Raises:
+        ProfileError: the issuer is not a CA valid at ``now`` or does not match ``issuer``,
+            or the key is not one notation accepts.
+        SignerError: the signer failed.
+    """
+    _check_issuer(issuer, issuer_cert)
+    public_key = _check_public_key(public_key, "public-key")
+    name = responder_name(subject, common_name)
+    not_before, not_after = _window(issuer_cert, now, validity, backdate)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_cert.subject)
+        .public_key(public_key)
+        .serial_number(random_serial())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_signature_only_key_usage(), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .add_extension(x509.OCSPNoCheck(), critical=False)
+        .add_extension(_ski(public_key), critical=False)
+        .add_extension(_aki(issuer_cert), critical=False)
+    )
+    return sign_builder(builder, issuer)
+
+
+def cross_sign(
+    issuer: Signer,
+    issuer_cert: x509.Certificate,
+    subject_cert: x509.Certificate,
+    *,
+    now: datetime,
+    validity: timedelta | None = None,
+    backdate: timedelta = DEFAULT_BACKDATE,
+) -> x509.Certificate:
+    """Cross-certify another CA: ``subject_cert``'s subject, key and SKI under ``issuer``.
+
+    The cross-certificate copies ``subject_cert``'s keyUsage and SKI, gets an AKI for
+    ``issuer_cert``, and basicConstraints CA=true with pathLen = the smaller of the subject's
+    pathLen and the issuer's pathLen minus one (so every chain through it satisfies the
+    issuer's constraint: with default roots, pathLen 1 each, the cross-certificate gets
+    pathLen 0 and leaves directly under the new root validate through it). For root rotation,
+    the old root cross-signs the new one (chain ``leaf -> cross(new by old) -> old root``
+    verifies for relying parties that only trust the old root) and vice versa.
+
+    Args:
+        issuer: the cross-signing CA's signer.
+        issuer_cert: its certificate.
+        subject_cert: the CA certificate to cross-certify (typically a self-signed root).
+        now: issuance time.
+        validity: lifetime from ``now``; default: until ``subject_cert``'s notAfter. Always
+            clamped to the issuer's validity.
+        backdate: notBefore is ``now - backdate``.
+
+    Raises:
+        ProfileError: ``subject_cert`` is not a CA, has the same subject as the issuer (the
+            cross-certificate would look self-issued), the issuer's pathLen is 0,
+            or the issuer is not a valid CA at ``now``.
+        SignerError: the signer failed.
+    """
+    _check_issuer(issuer, issuer_cert)
+    if not isinstance(subject_cert, x509.Certificate):
+        raise TypeError("subject_cert must be a Certificate")
+    exts = subject_cert.extensions
+    try:
+        bc = exts.get_extension_for_class(x509.BasicConstraints)
+        ku = exts.get_extension_for_class(x509.KeyUsage)
+    except x509.ExtensionNotFound:
+        raise ProfileError(
+            "cross-subject: the certificate to cross-sign lacks basicConstraints or keyUsage"
+        ) from None
+    if not bc.value.ca:
+        raise ProfileError("cross-subject: only CA certificates can be cross-signed")
+    if subject_cert.subject == issuer_cert.subject:
+        raise ProfileError(
+            "cross-name: subject and issuer have the same name; give the new root a distinct "
+            "common_name so the cross-certificate is not self-issued"
+        )
+    issuer_bc = issuer_cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    path_length = bc.value.path_length
+    if issuer_bc.path_length is not None:
+        if issuer_bc.path_length < 1:
+            raise ProfileError(
+                "cross-path-length: the issuer's pathLen 0 leaves no room for a cross-certificate"
+            )
+        room = issuer_bc.path_length - 1
+        path_length = room if path_length is None else min(path_length, room)
+    public_key = _check_public_key(subject_cert.public_key(), "public-key")
+    if validity is None:
+        validity = subject_cert.not_valid_after_utc - _aware(now, "now")
+        if validity <= timedelta(0):
+            raise ProfileError("cross-validity: the certificate to cross-sign has expired")
+    not_before, not_after = _window(issuer_cert, now, validity, backdate)
+    try:
+        ski = exts.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        ski = _ski(public_key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject_cert.subject)
+        .issuer_name(issuer_cert.subject)
+        .public_key(public_key)
+        .serial_number(random_serial(127))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(ku.value, critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(_aki(issuer_cert), critical=False)
+    )
+    return sign_builder(builder, issuer)

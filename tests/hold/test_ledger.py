@@ -1,0 +1,257 @@
+"""The issuance ledger: durability settings, uniqueness, queries, CRL numbers, concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from holdca.errors import DuplicateSerialError, LedgerError
+from holdca.hold.ledger import (
+    SCHEMA_VERSION,
+    CARecord,
+    IssuanceLedger,
+    IssuanceRecord,
+    MemoryLedger,
+    SQLiteLedger,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+DID = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+
+
+def record(
+    serial: int, *, did: str = DID, at: datetime = T0, issuer: str = "ca1"
+) -> IssuanceRecord:
+    return IssuanceRecord(
+        serial=serial,
+        did=did,
+        manifest_digest="sha256:" + "ab" * 32,
+        commit_cid="bafyreib2rxk3rh6kzwq",
+        rev="3l3qo2vutsw2b",
+        not_before=at - timedelta(minutes=5),
+        not_after=at + timedelta(hours=24),
+        certificate_der=b"\x30\x03\x02\x01" + serial.to_bytes(20, "big"),
+        issuer_id=issuer,
+        issued_at=at,
+    )
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IssuanceLedger]:
+    if request.param == "sqlite":
+        led: IssuanceLedger = SQLiteLedger(tmp_path / "ledger.sqlite3")
+    else:
+        led = MemoryLedger()
+    yield led
+    led.close()
+
+
+def test_both_implement_the_protocol(tmp_path: Path) -> None:
+    assert isinstance(MemoryLedger(), IssuanceLedger)
+    led = SQLiteLedger(tmp_path / "l.db")
+    assert isinstance(led, IssuanceLedger)
+    led.close()
+
+
+def test_roundtrip_128_bit_serial(ledger: IssuanceLedger) -> None:
+    serial = (1 << 127) | 12345  # does not fit SQLite's INTEGER
+    rec = record(serial)
+    ledger.record_issuance(rec)
+    assert ledger.get(serial) == rec
+    assert ledger.get(serial + 1) is None
+    assert ledger.count() == 1
+
+
+def test_duplicate_serial_is_refused(ledger: IssuanceLedger) -> None:
+    ledger.record_issuance(record(7))
+    with pytest.raises(DuplicateSerialError, match="duplicate"):
+        ledger.record_issuance(record(7, did="did:web:example.com"))
+    assert ledger.count() == 1
+    got = ledger.get(7)
+    assert got is not None
+    assert got.did == DID
+
+
+def test_by_did_and_since(ledger: IssuanceLedger) -> None:
+    for i in range(5):
+        ledger.record_issuance(record(100 + i, at=T0 + timedelta(hours=i)))
+    ledger.record_issuance(record(200, did="did:web:example.com"))
+    assert [r.serial for r in ledger.by_did(DID)] == [100, 101, 102, 103, 104]
+    since = T0 + timedelta(hours=2)
+    assert [r.serial for r in ledger.by_did(DID, since=since)] == [102, 103, 104]
+    assert ledger.count_since(DID, since) == 3
+    assert ledger.by_did("did:web:nobody.example") == []
+
+
+def test_revoke_status_and_crl_entries(ledger: IssuanceLedger) -> None:
+    ledger.record_issuance(record(1))
+    ledger.record_issuance(record(2))
+    ledger.record_issuance(record(3, issuer="ca2"))
+    assert ledger.revocation(1) is None
+    rev = ledger.revoke(1, revoked_at=T0, reason="keyCompromise", invalidity_date=T0 - timedelta(1))
+    assert rev.reason == "keyCompromise"
+    assert rev.invalidity_date == T0 - timedelta(days=1)
+    # idempotent: the first revocation wins
+    again = ledger.revoke(1, revoked_at=T0 + timedelta(hours=1), reason="superseded")
+    assert again == rev
+    ledger.revoke(3, revoked_at=T0)
+    assert ledger.revocation(1) == rev
+    assert [r.serial for r, _ in ledger.revoked("ca1")] == [1]
+    assert [i.serial for _, i in ledger.revoked("ca2")] == [3]
+
+
+def test_revoke_unknown_serial_or_reason(ledger: IssuanceLedger) -> None:
+    with pytest.raises(LedgerError, match="no certificate"):
+        ledger.revoke(99, revoked_at=T0)
+    ledger.record_issuance(record(5))
+    with pytest.raises(LedgerError, match="reason"):
+        ledger.revoke(5, revoked_at=T0, reason="because")
+    assert ledger.revocation(5) is None
+
+
+def test_crl_numbers_are_monotonic_even_if_the_clock_goes_back(ledger: IssuanceLedger) -> None:
+    assert ledger.next_crl_number("ca1", T0) == (1, T0)
+    assert ledger.next_crl_number("ca1", T0 + timedelta(hours=1)) == (2, T0 + timedelta(hours=1))
+    # clock jumps back: number still grows, thisUpdate does not go backwards
+    assert ledger.next_crl_number("ca1", T0) == (3, T0 + timedelta(hours=1))
+    assert ledger.next_crl_number("ca2", T0) == (1, T0)
+
+
+def test_ca_records(ledger: IssuanceLedger) -> None:
+    a = CARecord("aa", "root-1", b"cert-a", T0)
+    b = CARecord("bb", "root-2", b"cert-b", T0 + timedelta(1), cross_certificates_der=(b"x", b"yz"))
+    ledger.put_ca(b)
+    ledger.put_ca(a)
+    assert ledger.cas() == [a, b]
+    retired = CARecord(
+        "aa", "root-1", b"cert-a", T0, state="published", retire_at=T0 + timedelta(30)
+    )
+    ledger.put_ca(retired)
+    assert ledger.cas() == [retired, b]
+
+
+def test_sqlite_settings_and_schema(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    led = SQLiteLedger(path)
+    led.record_issuance(record(42))
+    led.close()
+    # an independent reader: stdlib sqlite3 on the file
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("SELECT serial, did FROM issuance").fetchall() == [("2a", DID)]
+    conn.close()
+    # reopening keeps the data
+    led = SQLiteLedger(path)
+    assert led.get(42) == record(42)
+    led.close()
+
+
+def test_sqlite_refuses_newer_schema_and_foreign_files(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.db"
+    conn = sqlite3.connect(newer)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(LedgerError, match="newer"):
+        SQLiteLedger(newer)
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerError, match="not a holdca ledger"):
+        SQLiteLedger(other)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(LedgerError):
+        SQLiteLedger(garbage)
+
+
+def test_closed_ledger_raises(tmp_path: Path) -> None:
+    led = SQLiteLedger(tmp_path / "l.db")
+    led.close()
+    led.close()
+    with pytest.raises(LedgerError, match="closed"):
+        led.get(1)
+    with pytest.raises(LedgerError, match="closed"):
+        led.record_issuance(record(1))
+
+
+def test_threads_share_one_ledger(tmp_path: Path) -> None:
+    led = SQLiteLedger(tmp_path / "l.db")
+    errors: list[BaseException] = []
+
+    def worker(base: int) -> None:
+        try:
+            for i in range(50):
+                led.record_issuance(record(base * 1000 + i))
+                led.get(base * 1000 + i)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert led.count() == 16 * 50
+    led.close()
+
+
+def _child(path: str, base: int, n: int) -> None:
+    led = SQLiteLedger(path)
+    for i in range(n):
+        led.record_issuance(record(base + i))
+        led.next_crl_number("ca1", T0)
+    led.close()
+
+
+def test_two_processes_share_one_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    SQLiteLedger(path).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_child, args=(path, base, 40)) for base in (0, 10_000)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM issuance").fetchone()[0] == 80
+    # every CRL number was handed out exactly once across both processes
+    assert conn.execute("SELECT number FROM crl_state").fetchone()[0] == 80
+    conn.close()
+
+
+@settings(max_examples=40)
+@given(serial=st.integers(min_value=0, max_value=2**160 - 1))
+def test_any_serial_roundtrips(serial: int) -> None:
+    led = MemoryLedger()
+    led.record_issuance(record(serial))
+    assert led.get(serial) == record(serial)
+
+
+@settings(max_examples=25)
+@given(serials=st.lists(st.integers(min_value=1, max_value=2**128), min_size=1, max_size=20))
+def test_sqlite_serial_uniqueness_matches_set_semantics(
+    tmp_path_factory: pytest.TempPathFactory, serials: list[int]
+) -> None:
+    led = SQLiteLedger(tmp_path_factory.mktemp("h") / "l.db")
+    accepted = 0
+    for s in serials:
+        try:
+            led.record_issuance(record(s))
+            accepted += 1
+        except LedgerError:
+            pass
+    assert accepted == len(set(serials)) == led.count()
+    led.close()

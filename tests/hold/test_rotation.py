@@ -1,0 +1,98 @@
+"""Root rotation: cross-signing, chains during and after the grace period, persistence."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+
+from holdca.errors import AuthenticityError, ConfigError
+from holdca.hold import HoldCA
+from holdca.notation.trustpolicy import hold_trust_policy
+from holdca.notation.truststore import TrustStore
+from holdca.notation.verify import verify_envelope
+from holdca.pki import check_notation_profile
+from tests.hold.conftest import HOLD_DID, NOW, SUBJECT, World
+
+
+def _verify(
+    world: World, envelope: bytes, roots: list[x509.Certificate], when: datetime = NOW
+) -> None:
+    verify_envelope(
+        envelope,
+        statement=hold_trust_policy(store="hold", revocation="skip").applicable("local/x"),
+        trust_store=TrustStore({("ca", "hold"): roots}),
+        now=when + timedelta(minutes=1),
+        descriptor=world.image,
+    )
+
+
+def test_rotation_grace_period_and_retirement(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    old_root = world.ca.certificate
+    before = world.ca.cosign(world.request(), now=NOW)
+    with caplog.at_level(logging.INFO, logger="holdca.audit"):
+        result = world.ca.rotate(new_label="hold-root-2", now=NOW + timedelta(hours=1))
+    assert result.old_root == old_root
+    assert world.ca.certificate == result.new_root
+    assert result.retire_at == NOW + timedelta(hours=1, days=30)
+    # cryptography as oracle: the cross-certificates are signed by the other root
+    result.new_by_old.verify_directly_issued_by(old_root)
+    result.old_by_new.verify_directly_issued_by(result.new_root)
+    assert result.new_by_old.public_key() == result.new_root.public_key()
+
+    during = world.ca.cosign(world.request(), now=NOW + timedelta(hours=2))
+    assert during.chain[1:] == (result.new_by_old, old_root)
+    during.chain[0].verify_directly_issued_by(result.new_root)
+    check_notation_profile(list(during.chain), now=NOW + timedelta(hours=2))
+    # relying parties that trust only the old root, or the bundle, still verify
+    _verify(world, during.envelope, [old_root], NOW + timedelta(hours=2))
+    bundle = world.ca.trust_bundle(NOW + timedelta(hours=2))
+    assert bundle == [result.new_root, old_root]
+    _verify(world, during.envelope, bundle, NOW + timedelta(hours=2))
+    # a certificate issued before the rotation is still answered by the old CA
+    req = ocsp.OCSPRequestBuilder().add_certificate(before.certificate, old_root, hashes.SHA1())
+    resp = ocsp.load_der_ocsp_response(
+        world.ca.ocsp(req.build().public_bytes(serialization.Encoding.DER), now=NOW)
+    )
+    assert resp.certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert resp.signature_hash_algorithm is not None
+    old_crl = world.ca.crl(NOW + timedelta(hours=2), ca_id=world.ca.state().published[0].ca_id)
+    assert old_crl.is_signature_valid(old_root.public_key())  # type: ignore[arg-type]
+    # no second rotation during the grace period
+    with pytest.raises(ConfigError, match="grace period"):
+        world.ca.rotate(new_label="hold-root-3", now=NOW + timedelta(hours=3))
+
+    # after the grace period: the old root is retired, leaves chain to the new root
+    later = result.retire_at + timedelta(seconds=1)
+    after = world.ca.cosign(world.request(), now=later)
+    assert after.chain[1:] == (result.new_root,)
+    assert world.ca.trust_bundle(later) == [result.new_root]
+    _verify(world, after.envelope, [result.new_root], later)
+    with pytest.raises(AuthenticityError):
+        _verify(world, after.envelope, [old_root], later)
+    events = [json.loads(r.getMessage())["event"] for r in caplog.records]
+    assert "rotated" in events
+
+
+def test_rotation_survives_a_restart(world: World, tmp_path: Path) -> None:
+    result = world.ca.rotate(new_label="hold-root-2", now=NOW)
+    reopened = HoldCA.open(world.store, world.ledger, hold_did=HOLD_DID, subject=SUBJECT, now=NOW)
+    assert reopened.certificate == result.new_root
+    state = reopened.state(NOW)
+    assert [ca.certificate for ca in state.published] == [result.old_root]
+    assert state.chain_suffix == (result.new_by_old, result.old_root)
+    reopened.retire(NOW + timedelta(days=1))
+    again = HoldCA.open(world.store, world.ledger, hold_did=HOLD_DID, subject=SUBJECT, now=NOW)
+    assert again.state().published == ()
+    # rotation again is now allowed, and the new root gets a distinct name
+    second = again.rotate(new_label="hold-root-3", now=NOW + timedelta(days=2))
+    names = {second.new_root.subject, result.new_root.subject, result.old_root.subject}
+    assert len(names) == 3

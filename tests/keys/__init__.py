@@ -1,0 +1,1 @@
+"""Tests of holdca.keys: encodings, adapter, backends and their shared contract."""
