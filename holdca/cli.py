@@ -149,6 +149,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
             "HOLD_OCSP_URL": args.ocsp_url,
             "HOLD_CERT_VALIDITY_HOURS": args.validity_hours,
             "HOLD_SIGNING_SCHEME": args.scheme,
+            "HOLD_CA_INTERMEDIATE_LABEL": args.intermediate_label,
         }
         stored.update({k: str(v) for k, v in given.items() if v is not None})
         if args.crl_url:
@@ -165,13 +166,13 @@ def _cmd_init(args: argparse.Namespace) -> int:
     config = _config(args)
     existed = config.ca_cert_path is not None and config.ca_cert_path.exists()
     ca = _open(args, create=True)
-    cert = ca.certificate
+    cert = ca.root_certificate
     _emit(
         args,
         {
             "holdDid": ca.hold_did,
             "caCertificate": str(config.ca_cert_path),
-            "sha256": ca.ca_id,
+            "sha256": _fingerprint(cert).replace(":", "").lower(),
             "subject": cert.subject.rfc4514_string(),
             "notAfter": cert.not_valid_after_utc.isoformat(),
             "created": not existed,
@@ -302,6 +303,9 @@ def _cmd_crl(args: argparse.Namespace) -> int:
             {"crlNumber": number, "entries": len(crl), "path": args.out},
             f"CRL #{number} with {len(crl)} entries written to {args.out} (DER)",
         )
+    elif args.json:
+        pem = crl.public_bytes(serialization.Encoding.PEM).decode()
+        _emit(args, {"crlNumber": number, "entries": len(crl), "pem": pem}, pem)
     else:
         sys.stdout.write(crl.public_bytes(serialization.Encoding.PEM).decode())
     return 0
@@ -360,6 +364,8 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
 def _cmd_trust(args: argparse.Namespace) -> int:
     if args.trust_command == "list":
         return _trust_list(args)
+    if args.trust_command == "install" and args.ca_file:
+        return _trust_install_file(args)
     ca = _open(args)
     bundle = ca.trust_bundle(_now())
     if args.trust_command == "export":
@@ -385,10 +391,44 @@ def _cmd_trust(args: argparse.Namespace) -> int:
             + ("" if args.out else "\n" + pem.rstrip()),
         )
         return 0
-    return _trust_install(args, ca, bundle)
+    return _trust_install(args, ca.scheme, ca.subject, bundle)
 
 
-def _trust_install(args: argparse.Namespace, ca: Any, bundle: list[x509.Certificate]) -> int:
+def _trust_install_file(args: argparse.Namespace) -> int:
+    """``trust install --ca-file``: a relying party with the hold's published roots only."""
+    from holdca.notation import SigningScheme
+    from holdca.pki import SubjectInfo
+
+    data = _read(args.ca_file, "CA certificate file")
+    try:
+        bundle = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise _UsageError(f"{args.ca_file}: not a PEM certificate file") from None
+    first = bundle[0].subject
+
+    def attr(oid: x509.ObjectIdentifier) -> str | None:
+        values = first.get_attributes_for_oid(oid)
+        return str(values[0].value) if values else None
+
+    country, state, org = (
+        attr(x509.NameOID.COUNTRY_NAME),
+        attr(x509.NameOID.STATE_OR_PROVINCE_NAME),
+        attr(x509.NameOID.ORGANIZATION_NAME),
+    )
+    if not (country and state and org):
+        raise _UsageError(f"{args.ca_file}: the root's subject lacks C, ST or O")
+    subject = SubjectInfo(
+        country=country,
+        state=state,
+        organization=org,
+        locality=attr(x509.NameOID.LOCALITY_NAME),
+    )
+    return _trust_install(args, SigningScheme(args.scheme), subject, bundle)
+
+
+def _trust_install(
+    args: argparse.Namespace, scheme: Any, subject: Any, bundle: list[x509.Certificate]
+) -> int:
     from holdca.notation import SigningScheme
     from holdca.notation.trustpolicy import (
         TrustPolicy,
@@ -399,17 +439,16 @@ def _trust_install(args: argparse.Namespace, ca: Any, bundle: list[x509.Certific
     from holdca.notation.truststore import write_trust_policy, write_trust_store
 
     config_dir = Path(args.notation_config)
-    scheme = ca.scheme
     store_type = "ca" if scheme is SigningScheme.X509 else "signingAuthority"
     identities = None
     if not args.any_identity:
         identities = [
             x509_subject_identity(
                 None,
-                country=ca.subject.country,
-                state=ca.subject.state,
-                organization=ca.subject.organization,
-                locality=ca.subject.locality,
+                country=subject.country,
+                state=subject.state,
+                organization=subject.organization,
+                locality=subject.locality,
             )
         ]
     ours = hold_trust_policy(
@@ -543,6 +582,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ocsp-url", help="URL of the OCSP responder put into leaves")
     p.add_argument("--validity-hours", type=int, help="leaf validity (default 24)")
     p.add_argument(
+        "--intermediate-label",
+        help="also create an issuing intermediate CA with its key under this label",
+    )
+    p.add_argument(
         "--scheme",
         choices=["notary.x509", "notary.x509.signingAuthority"],
         help="Notation signing scheme",
@@ -611,6 +654,17 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common, as_json],
     )
     t.add_argument("--notation-config", required=True, metavar="DIR", help="NOTATION_CONFIG dir")
+    t.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="the hold's published roots (PEM, e.g. from <hold>/ca-bundle.crt) instead of --home",
+    )
+    t.add_argument(
+        "--scheme",
+        default="notary.x509",
+        choices=["notary.x509", "notary.x509.signingAuthority"],
+        help="with --ca-file: the hold's signing scheme",
+    )
     t.add_argument("--store", default="holdca", help="trust store name (default holdca)")
     t.add_argument("--scope", action="append", help="registry scope (repeatable; default *)")
     t.add_argument(
@@ -662,6 +716,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if os.environ.get("HOLDCA_DEBUG"):
+            raise
+        print(
+            f"holdca {args.command}: internal error ({type(exc).__name__}: {exc}); "
+            "set HOLDCA_DEBUG=1 for a traceback and please report it",
+            file=sys.stderr,
+        )
+        return 1
     return code
 
 

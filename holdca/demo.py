@@ -108,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
             crl = self.ca.crl(now)
             self._send(crl.public_bytes(serialization.Encoding.DER), "application/pkix-crl")
         elif self.path == "/ca.crt":
-            pem = self.ca.certificate.public_bytes(serialization.Encoding.PEM)
+            pem = self.ca.root_certificate.public_bytes(serialization.Encoding.PEM)
             self._send(pem, "application/x-pem-file")
         elif self.path.startswith("/ocsp/"):
             try:
@@ -237,6 +237,10 @@ def _demo(out: TextIO, root: Path, notation: str | bool | None) -> int:
                 f"... (rev {repo.rev}, K-256 signed)"
             )
 
+            # the files a hold receives with a push (kept with --keep for `holdca cosign`)
+            (root / "did.json").write_bytes(repo.did_document())
+            (root / "record.car").write_bytes(repo.get_record_car(uri))
+            (root / "record-uri.txt").write_text(uri + "\n", encoding="ascii")
             request = CosignRequest(
                 did=repo.did,
                 descriptor=image,
@@ -255,9 +259,9 @@ def _demo(out: TextIO, root: Path, notation: str | bool | None) -> int:
 
             policy = hold_trust_policy(store="holdca-demo")
             statement = policy.applicable(DEMO_SCOPE)
-            trust = TrustStore({("ca", "holdca-demo"): [ca.certificate]})
+            trust = TrustStore({("ca", "holdca-demo"): [ca.root_certificate]})
             config_dir = root / "notation"
-            write_trust_store(config_dir, "holdca-demo", [ca.certificate])
+            write_trust_store(config_dir, "holdca-demo", [ca.root_certificate])
             write_trust_policy(config_dir, policy)
 
             def check(step: int, expect_valid: bool) -> None:

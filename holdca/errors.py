@@ -64,6 +64,7 @@ __all__ = [
     "PINIncorrectError",
     "PolicyError",
     "ProfileError",
+    "RateLimitError",
     "RecordAbsentError",
     "RecordMismatchError",
     "ResolutionError",
@@ -284,6 +285,10 @@ class TrustPolicyError(PolicyError):
 
 class IssuancePolicyError(PolicyError):
     """The hold's issuance policy refuses (rate limit, DID method, validity, ...)."""
+
+
+class RateLimitError(IssuancePolicyError):
+    """A DID asked for more certificates than the hold's rate limit allows; retry later."""
 
 
 class ConfigError(HoldCAError, ValueError):

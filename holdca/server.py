@@ -7,7 +7,7 @@ Routes:
 ======================================  ====================================================
 ``POST /xrpc/io.atcr.hold.coSignManifest``  JSON request -> co-signature (see below)
 ``POST /xrpc/io.atcr.hold.reSignManifest``  same body; a fresh signature for an old image
-``GET /ca.crt``                         the active CA certificate (PEM)
+``GET /ca.crt``                         the root new leaves chain to (PEM)
 ``GET /ca-bundle.crt``                  every trusted root incl. a rotation's old one (PEM)
 ``GET /ca.crl``                         the active CA's CRL (DER, ``application/pkix-crl``)
 ``POST /ocsp``, ``GET /ocsp/<base64>``  OCSP (RFC 6960 appendix A; SHA-1 CertIDs accepted)
@@ -40,7 +40,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
 
 from cryptography.hazmat.primitives import serialization
 from starlette.applications import Starlette
@@ -53,14 +52,16 @@ from holdca.errors import (
     AuthorizationError,
     ConfigError,
     HoldCAError,
-    IssuancePolicyError,
     LedgerError,
     MalformedInputError,
+    OCSPRequestError,
     PolicyError,
+    RateLimitError,
     VerificationError,
 )
 from holdca.hold.service import CosignRequest, HoldCA
 from holdca.notation import Descriptor
+from holdca.pki import decode_ocsp_get
 
 __all__ = ["DEFAULT_MAX_BODY", "XRPCError", "create_app", "error_for"]
 
@@ -93,7 +94,7 @@ def error_for(exc: HoldCAError) -> XRPCError:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, AuthorizationError):
         return XRPCError(403, "Forbidden", message)
-    if isinstance(exc, IssuancePolicyError) and message.startswith("rate limit"):
+    if isinstance(exc, RateLimitError):
         return XRPCError(429, "RateLimitExceeded", message)
     if isinstance(exc, MalformedInputError):
         return XRPCError(400, "InvalidRequest", message)
@@ -222,7 +223,7 @@ def create_app(
         return handler
 
     async def ca_crt(request: Request) -> Response:
-        pem = ca.certificate.public_bytes(serialization.Encoding.PEM)
+        pem = ca.root_certificate.public_bytes(serialization.Encoding.PEM)
         return Response(pem, media_type="application/x-pem-file")
 
     async def ca_bundle(request: Request) -> Response:
@@ -249,10 +250,9 @@ def create_app(
         return Response(der, media_type="application/ocsp-response")
 
     async def ocsp_get(request: Request) -> Response:
-        encoded = unquote(request.path_params["encoded"])
         try:
-            body = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
+            body = decode_ocsp_get(request.path_params["encoded"])
+        except OCSPRequestError:
             body = b""  # respond_ocsp answers malformedRequest
         der = await run_in_threadpool(ca.ocsp, body, now=clock())
         return Response(der, media_type="application/ocsp-response")

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from holdca.cli import main
 from holdca.demo import notation_verify
+from holdca.notation import parse_envelope
 from holdca.notation.oci import OCILayout
 from holdca.testing.atproto import TestRepo
 from holdca.testing.oci import build_test_image
@@ -360,3 +364,116 @@ def test_subprocess_entry_point(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "HOLD_DID" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_serve_subprocess(home: Path) -> None:
+    pytest.importorskip("uvicorn")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOLD_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "holdca", "serve", "--home", str(home), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        body = b""
+        for _ in range(200):
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/ca.crt", timeout=2).content
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert x509.load_pem_x509_certificate(body) == x509.load_pem_x509_certificate(
+            (home / "ca.crt").read_bytes()
+        )
+        crl = httpx.get(f"http://127.0.0.1:{port}/ca.crl", timeout=5)
+        assert crl.headers["content-type"] == "application/pkix-crl"
+        x509.load_der_x509_crl(crl.content)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_init_with_intermediate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    h = tmp_path / "hold"
+    data = run_json(capsys, "init", "--home", str(h), *HOLD, "--intermediate-label", "issuing")
+    root = x509.load_pem_x509_certificate((h / "ca.crt").read_bytes())
+    root.verify_directly_issued_by(root)  # ca.crt is the self-signed root relying parties trust
+    assert data["sha256"] == root.fingerprint(hashes.SHA256()).hex()
+    assert (h / "keys" / "issuing.pem").is_file()
+    _, layout_dir, uri, car, doc = _user_files(tmp_path)
+    run_json(
+        capsys,
+        "cosign",
+        "--home",
+        str(h),
+        "--did-doc",
+        str(doc),
+        "--car",
+        str(car),
+        "--uri",
+        uri,
+        "--layout",
+        str(layout_dir),
+        "--image",
+        "v1",
+    )
+    sig = OCILayout(layout_dir).signatures_of("v1")[0]
+    chain = parse_envelope(sig.envelope).certificate_chain
+    assert len(chain) == 3
+    assert chain[-1] == root
+
+
+def test_relying_party_installs_from_the_published_bundle(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notation = require_notation()
+    settings = json.loads((home / "hold.json").read_text())
+    (home / "hold.json").write_text(json.dumps({**settings, "HOLD_CRL_ENABLED": "false"}))
+    _, layout_dir, uri, car, doc = _user_files(tmp_path)
+    run_json(
+        capsys,
+        "cosign",
+        "--home",
+        str(home),
+        "--did-doc",
+        str(doc),
+        "--car",
+        str(car),
+        "--uri",
+        uri,
+        "--layout",
+        str(layout_dir),
+        "--image",
+        "v1",
+    )
+    bundle = tmp_path / "hold-roots.pem"
+    run_json(capsys, "trust", "export", "--home", str(home), "--out", str(bundle))
+    # the relying party has only the PEM file: no --home, no keys, no ledger
+    config = tmp_path / "rp-notation"
+    run_json(
+        capsys,
+        "trust",
+        "install",
+        "--ca-file",
+        str(bundle),
+        "--notation-config",
+        str(config),
+        "--scope",
+        "local/holdca-demo",
+    )
+    policy = json.loads((config / "trustpolicy.json").read_text())
+    identities = policy["trustPolicies"][0]["trustedIdentities"]
+    assert identities == ["x509.subject: C=US, ST=CA, O=CLI Test Hold"]
+    image = OCILayout(layout_dir).resolve("v1")
+    ok, output = notation_verify(notation, config, layout_dir, image.digest)
+    assert ok, output
+    code, _, err = run(
+        capsys, "trust", "install", "--ca-file", str(doc), "--notation-config", str(config)
+    )
+    assert code == 2
+    assert "not a PEM certificate" in err

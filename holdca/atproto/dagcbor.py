@@ -38,7 +38,6 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DecodeLimits",
     "decode",
-    "decode_fixed_shape",
     "encode",
     "from_atjson",
     "prescan",
@@ -178,31 +177,6 @@ def decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
         # cbrrr's CbrrrDecodeError is a ValueError, UnicodeDecodeError too.
         raise DAGCBORError(f"not canonical DAG-CBOR: {_short(exc)}") from None
     if used != len(data):  # pragma: no cover - prescan already rejects trailing bytes
-        raise DAGCBORError("trailing bytes after the DAG-CBOR item")
-    return value
-
-
-def decode_fixed_shape(data: bytes, max_size: int) -> Any:
-    """Decode without :func:`prescan`, for callers that then check an exact, shallow shape.
-
-    cbrrr still enforces canonical DAG-CBOR and checks every length against the remaining input
-    before allocating; the caller's shape check (exact key sets and value types) rejects floats,
-    out-of-range integers and nesting. ``max_size`` bounds the work and memory before decoding.
-    Used for MST nodes, where the pre-scan would double the cost (docs/atproto.md).
-
-    Raises:
-        DAGCBORError: larger than ``max_size`` or not canonical DAG-CBOR.
-        CIDError: a tag-42 link is not a supported CIDv1.
-    """
-    if len(data) > max_size:
-        raise DAGCBORError(f"DAG-CBOR block of {len(data)} bytes exceeds the {max_size}-byte limit")
-    try:
-        value, used = cbrrr._cbrrr.decode_dag_cbor(data, _cid_ctor, False)
-    except CIDError:
-        raise
-    except (ValueError, TypeError, OverflowError, MemoryError) as exc:
-        raise DAGCBORError(f"not canonical DAG-CBOR: {_short(exc)}") from None
-    if used != len(data):
         raise DAGCBORError("trailing bytes after the DAG-CBOR item")
     return value
 

@@ -18,6 +18,7 @@ the explicit low-S check (OpenSSL accepts high-S). DER signatures are rejected b
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Final, Literal
 
@@ -101,7 +102,7 @@ class PublicKey:
         compressed: the 33-byte SEC1 compressed point.
     """
 
-    __slots__ = ("_cg", "_k256", "_p256", "compressed", "curve")
+    __slots__ = ("_k256", "_multikey", "_p256", "compressed", "curve")
 
     curve: Curve
     compressed: bytes
@@ -114,6 +115,7 @@ class PublicKey:
         """
         self._k256: _K256PublicKey | None = None
         self._p256: ec.EllipticCurvePublicKey | None = None
+        self._multikey: str | None = None
         if curve == "k256":
             try:
                 key = _K256PublicKey(bytes(point))
@@ -139,7 +141,9 @@ class PublicKey:
     @property
     def multikey(self) -> str:
         """The Multikey string (``z...``)."""
-        return "z" + b58encode(_PREFIX[self.curve] + self.compressed)
+        if self._multikey is None:
+            self._multikey = "z" + b58encode(_PREFIX[self.curve] + self.compressed)
+        return self._multikey
 
     @property
     def did_key(self) -> str:
@@ -201,12 +205,19 @@ class PublicKey:
 def parse_multikey(multikey: object) -> PublicKey:
     """Parse a Multikey string (``z`` + base58btc of codec prefix + compressed point).
 
+    Results are cached (keys are immutable), so a DID document's key is parsed once.
+
     Raises:
         DIDSyntaxError: not base58btc, unsupported codec (anything but K-256 / P-256), not a
             33-byte compressed point, or not on the curve.
     """
     if not isinstance(multikey, str) or not multikey.startswith("z"):
         raise DIDSyntaxError("Multikey must be multibase base58btc ('z' prefix)")
+    return _parse_multikey_cached(multikey)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_multikey_cached(multikey: str) -> PublicKey:
     raw = b58decode(multikey[1:])
     for curve, prefix in _PREFIX.items():
         if raw.startswith(prefix):

@@ -20,12 +20,15 @@ height (or a null link) without finding it. A linked node missing from the proof
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Mapping
+from hashlib import sha256 as _sha256
 from typing import Any, Final
 
-from holdca.atproto import dagcbor
+import cbrrr
+
 from holdca.atproto.cid import CID, CODEC_DAG_CBOR
-from holdca.errors import CIDError, DAGCBORError, IncompleteProofError, MSTError
+from holdca.errors import CIDError, IncompleteProofError, MSTError
 
 __all__ = ["MAX_NODE_ENTRIES", "MAX_NODE_SIZE", "common_prefix_length", "key_height", "lookup"]
 
@@ -34,6 +37,7 @@ MAX_NODE_ENTRIES: Final = 1024
 MAX_NODE_SIZE: Final = 128 * 1024
 """Largest MST node block accepted, in bytes (checked before decoding)."""
 _MAX_KEY: Final = 1024
+_DAG_PREFIX: Final = b"\x01\x71\x12\x20"
 _NODE_KEYS: Final = frozenset({"e", "l"})
 _ENTRY_KEYS: Final = frozenset({"k", "p", "t", "v"})
 
@@ -53,56 +57,72 @@ def common_prefix_length(left: bytes, right: bytes) -> int:
     return i
 
 
-def _link(value: Any, what: str, *, nullable: bool) -> CID | None:
-    if value is None and nullable:
-        return None
-    if not isinstance(value, CID) or value.codec != CODEC_DAG_CBOR:
-        raise MSTError(f"MST {what} must be a dag-cbor CID link{' or null' if nullable else ''}")
-    return value
+def _bad_link(cid: CID, what: str, value: Any, nullable: bool) -> MSTError:
+    if isinstance(value, bytearray):
+        try:
+            CID(bytes(value))
+        except CIDError as exc:
+            return MSTError(f"MST node {cid} {what}: {exc}")
+    suffix = " or null" if nullable else ""
+    return MSTError(f"MST node {cid} {what} must be a dag-cbor CID link{suffix}")
 
 
 def _parse_node(
     block: bytes, cid: CID
-) -> tuple[CID | None, list[bytes], list[CID], list[CID | None]]:
+) -> tuple[bytearray | None, list[bytes], list[bytearray], list[bytearray | None]]:
+    """Decode and shape-check one node; links stay raw (36-byte ``bytearray``) until followed."""
+    if len(block) > MAX_NODE_SIZE:
+        raise MSTError(f"MST node {cid} larger than {MAX_NODE_SIZE} bytes")
     try:
-        node = dagcbor.decode_fixed_shape(block, MAX_NODE_SIZE)
-    except (DAGCBORError, CIDError) as exc:
-        raise MSTError(f"MST node {cid} is not valid DAG-CBOR: {exc}") from None
-    if not isinstance(node, dict) or node.keys() != _NODE_KEYS:
+        # CID links decode to bytearray (distinct from byte strings, which stay bytes)
+        node, used = cbrrr._cbrrr.decode_dag_cbor(block, bytearray, False)
+    except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+        raise MSTError(f"MST node {cid} is not canonical DAG-CBOR: {str(exc)[:120]}") from None
+    if used != len(block):
+        raise MSTError(f"MST node {cid} has trailing bytes")
+    if type(node) is not dict or node.keys() != _NODE_KEYS:
         raise MSTError(f"MST node {cid} must be exactly {{e, l}}")
-    left = _link(node["l"], "node 'l'", nullable=True)
+    left = node["l"]
+    if left is not None and (
+        type(left) is not bytearray or len(left) != 36 or left[:4] != _DAG_PREFIX
+    ):
+        raise _bad_link(cid, "'l'", left, True)
     entries = node["e"]
-    if not isinstance(entries, list):
+    if type(entries) is not list:
         raise MSTError(f"MST node {cid} 'e' must be an array")
     if len(entries) > MAX_NODE_ENTRIES:
         raise MSTError(f"MST node {cid} has more than {MAX_NODE_ENTRIES} entries")
     keys: list[bytes] = []
-    values: list[CID] = []
-    rights: list[CID | None] = []
+    values: list[bytearray] = []
+    rights: list[bytearray | None] = []
     prev = b""
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or entry.keys() != _ENTRY_KEYS:
+        if type(entry) is not dict or entry.keys() != _ENTRY_KEYS:
             raise MSTError(f"MST node {cid} entry {i} must be exactly {{k, p, t, v}}")
-        p = entry["p"]
-        suffix = entry["k"]
+        # cbrrr guarantees canonical key order, so the values come as k, p, t, v
+        suffix, p, right, value = entry.values()
         if type(p) is not int or type(suffix) is not bytes:
             raise MSTError(f"MST node {cid} entry {i}: p must be an int and k bytes")
-        if p < 0 or p > len(prev) or (i == 0 and p != 0):
+        if p < 0 or p > len(prev):  # the first entry has prev == b"", so p must be 0
             raise MSTError(f"MST node {cid} entry {i}: prefix length {p} out of range")
         key = prev[:p] + suffix
         if not key or len(key) > _MAX_KEY:
             raise MSTError(f"MST node {cid} entry {i}: key length {len(key)} out of range")
         # key[:p] == prev[:p] by construction, so p is the full common prefix iff the next
         # bytes differ (or a key ends there)
-        if i and p < len(prev) and p < len(key) and prev[p] == key[p]:
+        if p < len(prev) and p < len(key) and prev[p] == key[p]:
             raise MSTError(f"MST node {cid} entry {i}: key prefix is not fully compressed")
-        if i and key <= prev:
+        if key <= prev:
             raise MSTError(f"MST node {cid}: entries are not in strictly increasing key order")
-        val = _link(entry["v"], "entry 'v'", nullable=False)
-        assert val is not None
+        if type(value) is not bytearray or len(value) != 36 or not value.startswith(_DAG_PREFIX):
+            raise _bad_link(cid, f"entry {i} 'v'", value, False)
+        if right is not None and (
+            type(right) is not bytearray or len(right) != 36 or not right.startswith(_DAG_PREFIX)
+        ):
+            raise _bad_link(cid, f"entry {i} 't'", right, True)
         keys.append(key)
-        values.append(val)
-        rights.append(_link(entry["t"], "entry 't'", nullable=True))
+        values.append(value)
+        rights.append(right)
         prev = key
     return left, keys, values, rights
 
@@ -130,10 +150,12 @@ def lookup(blocks: Mapping[CID, bytes], root: CID, key: bytes) -> CID | None:
             raise IncompleteProofError(f"proof lacks MST node {cid} ({where})")
         left, keys, values, rights = _parse_node(block, cid)
         if keys:
-            height = key_height(keys[0])
-            for other in keys[1:]:
-                if key_height(other) != height:
-                    raise MSTError(f"MST node {cid} mixes keys of different heights")
+            heights = {
+                (256 - int.from_bytes(_sha256(k).digest(), "big").bit_length()) >> 1 for k in keys
+            }
+            if len(heights) != 1:
+                raise MSTError(f"MST node {cid} mixes keys of different heights")
+            height = heights.pop()
             if layer is not None and height != layer:
                 raise MSTError(f"MST node {cid} has keys of height {height}, expected {layer}")
             layer = height
@@ -147,12 +169,10 @@ def lookup(blocks: Mapping[CID, bytes], root: CID, key: bytes) -> CID | None:
             raise MSTError(f"MST node {cid} is empty")
         if layer == 0 and (left is not None or any(r is not None for r in rights)):
             raise MSTError(f"MST node {cid} at layer 0 links to a lower layer")
-        idx = 0
         n = len(keys)
-        while idx < n and keys[idx] < key:
-            idx += 1
+        idx = bisect_left(keys, key)
         if idx < n and keys[idx] == key:
-            return values[idx]
+            return CID(bytes(values[idx]))
         if target_height >= layer:
             return None  # it would sit in this node: proven absent
         if idx == 0:
@@ -162,6 +182,6 @@ def lookup(blocks: Mapping[CID, bytes], root: CID, key: bytes) -> CID | None:
             lo = keys[idx - 1]
         if idx < n:
             hi = keys[idx]
-        cid = nxt
+        cid = CID(bytes(nxt)) if nxt is not None else None
         layer -= 1
     return None

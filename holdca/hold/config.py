@@ -15,6 +15,8 @@ Environment variables (``HoldConfig.from_env``):
 ``HOLD_CA_KEY_PATH``           PEM backend: the CA key file (its directory is the key store
                                and its name without suffix the label)
 ``HOLD_CA_KEY_LABEL``          the CA key's label in the key store (default ``hold-root``)
+``HOLD_CA_INTERMEDIATE_LABEL`` when creating the CA, also create an issuing intermediate
+                               with its key under this label
 ``HOLD_CA_KEY_PASSPHRASE[_FILE]`` PEM backend: passphrase of the key files
 ``HOLD_KEY_BACKEND``           ``pem`` (default) or ``pkcs11``
 ``HOLD_PKCS11_MODULE``         path of the PKCS#11 module (``libsofthsm2.so``, ...)
@@ -85,6 +87,7 @@ ENV_VARS: dict[str, str] = {
     "ca_cert_path": "HOLD_CA_CERT_PATH",
     "ca_key_path": "HOLD_CA_KEY_PATH",
     "ca_key_label": "HOLD_CA_KEY_LABEL",
+    "ca_intermediate_label": "HOLD_CA_INTERMEDIATE_LABEL",
     "ca_key_passphrase": "HOLD_CA_KEY_PASSPHRASE",
     "key_backend": "HOLD_KEY_BACKEND",
     "pkcs11_module": "HOLD_PKCS11_MODULE",
@@ -137,6 +140,7 @@ class HoldConfig:
     ca_cert_path: Path | None = None
     ca_key_path: Path | None = None
     ca_key_label: str = "hold-root"
+    ca_intermediate_label: str | None = None
     ca_key_passphrase: Secret | None = field(default=None, repr=False)
     key_backend: str = "pem"
     pkcs11_module: Path | None = None
@@ -168,6 +172,14 @@ class HoldConfig:
                 raise _bad(name, "must not contain ',' or '=' (notation parses it as a DN)")
         if not _LABEL.fullmatch(self.ca_key_label):
             raise _bad("ca_key_label", "use 1-128 characters of [A-Za-z0-9._-]")
+        if self.ca_intermediate_label is not None and (
+            not _LABEL.fullmatch(self.ca_intermediate_label)
+            or self.ca_intermediate_label == self.ca_key_label
+        ):
+            raise _bad(
+                "ca_intermediate_label",
+                "use 1-128 characters of [A-Za-z0-9._-], different from HOLD_CA_KEY_LABEL",
+            )
         if self.key_backend not in ("pem", "pkcs11"):
             raise _bad("key_backend", f"must be 'pem' or 'pkcs11', not {self.key_backend!r}")
         if self.key_backend == "pkcs11":
@@ -264,6 +276,7 @@ class HoldConfig:
                 kwargs[name] = Path(value)
         for name in (
             "ca_key_label",
+            "ca_intermediate_label",
             "key_backend",
             "pkcs11_token_label",
             "signing_scheme",

@@ -139,10 +139,13 @@ class CARecord:
         key_label: the KeyStore label of its private key.
         certificate_der: the CA certificate, DER.
         created_at: when it was added.
-        state: ``active`` (issues new certificates), ``published`` (still trusted and
+        state: ``active`` (issues new certificates), ``root`` (the trusted parent of
+            an active intermediate), ``published`` (still trusted and
             revocation-served during a rotation grace period) or ``retired``.
         retire_at: end of the grace period of a ``published`` CA, else ``None``.
         cross_certificates_der: certificates cross-signing this CA with its neighbour.
+        parent_id: for an intermediate (issuing) CA, the ``ca_id`` of its root; the root
+            of such a hold has state ``root`` (trusted, signs nothing day to day).
     """
 
     ca_id: str
@@ -152,6 +155,7 @@ class CARecord:
     state: str = "active"
     retire_at: datetime | None = None
     cross_certificates_der: tuple[bytes, ...] = ()
+    parent_id: str | None = None
 
 
 @runtime_checkable
@@ -382,7 +386,8 @@ CREATE TABLE ca (
     created_at_us INTEGER NOT NULL,
     state        TEXT NOT NULL,
     retire_at_us INTEGER,
-    cross_certs  BLOB NOT NULL
+    cross_certs  BLOB NOT NULL,
+    parent_id    TEXT
 ) WITHOUT ROWID;
 """
 
@@ -680,7 +685,7 @@ class SQLiteLedger:
         with self._write() as conn:
             for ca in cas:
                 conn.execute(
-                    "INSERT OR REPLACE INTO ca VALUES (?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO ca VALUES (?,?,?,?,?,?,?,?)",
                     (
                         ca.ca_id,
                         ca.key_label,
@@ -689,6 +694,7 @@ class SQLiteLedger:
                         ca.state,
                         None if ca.retire_at is None else _us(ca.retire_at),
                         _pack(ca.cross_certificates_der),
+                        ca.parent_id,
                     ),
                 )
 
@@ -705,6 +711,7 @@ class SQLiteLedger:
                 state=str(r[4]),
                 retire_at=None if r[5] is None else _from_us(r[5]),
                 cross_certificates_der=_unpack(bytes(r[6])),
+                parent_id=None if r[7] is None else str(r[7]),
             )
             for r in rows
         ]

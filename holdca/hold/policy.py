@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from holdca.atproto.did import validate_account_did
-from holdca.errors import AuthorizationError, IssuancePolicyError
+from holdca.errors import AuthorizationError, IssuancePolicyError, RateLimitError
 
 __all__ = [
     "AllowAllAuthorizer",
@@ -103,7 +103,7 @@ class RateLimiter:
         """Count one issuance for ``did`` at ``now``.
 
         Raises:
-            IssuancePolicyError: ``did`` already had ``max_issuances`` in the window
+            RateLimitError: ``did`` already had ``max_issuances`` in the window
                 ending at ``now`` (nothing is counted then).
         """
         start = now - self.window
@@ -113,7 +113,7 @@ class RateLimiter:
                 times.popleft()
             if len(times) >= self.max_issuances:
                 retry = times[0] + self.window - now
-                raise IssuancePolicyError(
+                raise RateLimitError(
                     f"rate limit: {did} had {len(times)} certificates in the last "
                     f"{self.window}; retry in {max(int(retry.total_seconds()), 1)} s"
                 )

@@ -34,7 +34,7 @@ import base64
 import hashlib
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -68,6 +68,7 @@ from holdca.pki import (
     SubjectInfo,
     build_crl,
     cross_sign,
+    issue_intermediate,
     issue_leaf,
     issue_root,
     parse_ocsp_request,
@@ -191,6 +192,7 @@ class _CA:
     state: str
     retire_at: datetime | None
     cross: tuple[x509.Certificate, ...] = field(repr=False, default=())
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,17 +202,20 @@ class CAState:
     Attributes:
         active: the CA that issues new certificates.
         published: rotated-out CAs still trusted until their ``retire_at``.
-        chain_suffix: what follows a new leaf in ``x5c`` (the active root, or during a
-            grace period the cross-certificate and the old root).
+        chain_suffix: what follows a new leaf in ``x5c`` (the active root; or the
+            intermediate and its root; or during a grace period the cross-certificate
+            and the old root).
+        roots: parents of an active intermediate (empty for a root-only hold).
     """
 
     active: _CA
     published: tuple[_CA, ...]
     chain_suffix: tuple[x509.Certificate, ...]
+    roots: tuple[_CA, ...] = ()
 
     def by_id(self, ca_id: str) -> _CA | None:
-        """The active or published CA with ``ca_id``."""
-        for ca in (self.active, *self.published):
+        """The active, published or root CA with ``ca_id``."""
+        for ca in (self.active, *self.published, *self.roots):
             if ca.ca_id == ca_id:
                 return ca
         return None
@@ -279,7 +284,27 @@ class HoldCA:
         crl_retention: timedelta = timedelta(days=365),
         grace: timedelta = DEFAULT_GRACE,
     ) -> None:
-        """Wrap an already loaded :class:`CAState`; prefer :meth:`open`."""
+        """Wrap an already loaded :class:`CAState`; prefer :meth:`open` (same keywords).
+
+        Args:
+            state: the CAs (from :meth:`open`).
+            ledger: where issuance, revocations, CRL numbers and CA records live.
+            hold_did: the hold's DID (named in the root's common name).
+            subject: C/ST/(L)/O of every certificate.
+            key_store: needed for rotation (new keys) and to reload after retirement.
+            audit: the audit log (default: logger ``holdca.audit``).
+            policy: the issuance policy (default: plc/web, 24 h max, no rate limit).
+            authorizer: who may act for a DID (default :class:`SameDIDAuthorizer`).
+            leaf_validity: default leaf lifetime.
+            scheme: the Notation signing scheme.
+            crl_url: CDP URL put into leaves (``http://``), or None.
+            ocsp_url: AIA OCSP URL put into leaves, or None.
+            cosign_enabled: False refuses every cosign/resign with PolicyError.
+            crl_next_update: CRL lifetime (nextUpdate - thisUpdate).
+            crl_refresh: re-sign an unchanged CRL after this long.
+            crl_retention: keep revoked entries this long after the certificate expired.
+            grace: default rotation grace period.
+        """
         self._state = state
         self._lock = threading.Lock()
         self.ledger = ledger
@@ -299,6 +324,7 @@ class HoldCA:
         self.crl_retention = crl_retention
         self.grace = grace
         self._crl_cache: dict[str, tuple[tuple[int, int], x509.CertificateRevocationList]] = {}
+        self._crl_lock = threading.Lock()
 
     # ------------------------------------------------------------------ set-up
 
@@ -314,6 +340,7 @@ class HoldCA:
         key_label: str = "hold-root",
         certificate: x509.Certificate | None = None,
         create: bool = False,
+        intermediate_label: str | None = None,
         algorithm: SignatureAlgorithm = SignatureAlgorithm.ES256,
         **options: Any,
     ) -> HoldCA:
@@ -322,7 +349,10 @@ class HoldCA:
         Sources, in order: the CAs recorded in the ledger (after a rotation the ledger is
         the authority); else ``certificate`` with the key under ``key_label``; else, with
         ``create``, a new key under ``key_label`` (an existing key with that label is
-        reused) and a new self-signed root.
+        reused) and a new self-signed root. With ``intermediate_label`` (and ``create``),
+        an issuing intermediate CA is created under the root with its key under that
+        label: leaves then chain ``leaf -> intermediate -> root`` and the root key only
+        signs the intermediate (and its CRL).
 
         Raises:
             ConfigError: no CA exists and ``create`` is false; the key does not match the
@@ -347,8 +377,31 @@ class HoldCA:
                 signer = key_store.load(key_label)
             _check_match(signer, certificate, key_label)
             record = CARecord(ca_id_of(certificate), key_label, _der(certificate), now)
-            ledger.put_ca(record)
             records = [record]
+            if intermediate_label is not None:
+                try:
+                    issuing = key_store.load(intermediate_label)
+                except KeyNotFoundError:
+                    issuing = key_store.generate(intermediate_label, algorithm)
+                inter = issue_intermediate(
+                    signer,
+                    certificate,
+                    issuing.public_key,
+                    hold_did=hold_did,
+                    subject=subject,
+                    now=now,
+                )
+                records = [
+                    replace(record, state="root"),
+                    CARecord(
+                        ca_id_of(inter),
+                        intermediate_label,
+                        _der(inter),
+                        now + timedelta(microseconds=1),
+                        parent_id=record.ca_id,
+                    ),
+                ]
+            ledger.put_cas(records)
         elif certificate is not None and ca_id_of(certificate) not in {r.ca_id for r in records}:
             raise ConfigError(
                 "HOLD_CA_CERT_PATH: the certificate is none of this hold's CAs recorded in the "
@@ -373,8 +426,13 @@ class HoldCA:
 
     @property
     def certificate(self) -> x509.Certificate:
-        """The active root (or intermediate) certificate."""
+        """The certificate of the CA that issues leaves (the root, or the intermediate)."""
         return self.state().active.certificate
+
+    @property
+    def root_certificate(self) -> x509.Certificate:
+        """The self-signed root at the end of new leaves' chains (what verifiers trust)."""
+        return self.state().chain_suffix[-1]
 
     @property
     def ca_id(self) -> str:
@@ -384,7 +442,10 @@ class HoldCA:
     def trust_bundle(self, now: datetime) -> list[x509.Certificate]:
         """The roots relying parties should trust at ``now``: active first, then published."""
         state = self.state(now)
-        return [state.active.certificate, *(ca.certificate for ca in state.published)]
+        roots = [ca.certificate for ca in state.roots]
+        if state.active.parent_id is None:
+            roots.insert(0, state.active.certificate)
+        return roots + [ca.certificate for ca in state.published]
 
     def cross_certificates(self, now: datetime) -> list[x509.Certificate]:
         """The cross-certificates of the current rotation grace period (may be empty)."""
@@ -588,21 +649,27 @@ class HoldCA:
             raise ValueError("give exactly one of serial= or did=")
         if since is not None and did is None:
             raise ValueError("since= needs did=")
-        if serial is not None:
-            records = [self.ledger.get(serial)]
-            if records[0] is None:
-                raise LedgerError(f"no certificate with serial {serial:x} was issued by this hold")
-        else:
-            assert did is not None
-            records = list(self.ledger.by_did(did, since=since))
         out: list[Revocation] = []
-        for rec in records:
-            assert rec is not None
-            entry = self.ledger.revoke(
-                rec.serial, revoked_at=now, reason=reason, invalidity_date=invalidity_date
-            )
-            self.audit.revoked(entry, rec.did, now=now)
-            out.append(entry)
+        try:
+            if serial is not None:
+                found = self.ledger.get(serial)
+                if found is None:
+                    raise LedgerError(
+                        f"no certificate with serial {serial:x} was issued by this hold"
+                    )
+                records = [found]
+            else:
+                assert did is not None
+                records = list(self.ledger.by_did(did, since=since))
+            for rec in records:
+                entry = self.ledger.revoke(
+                    rec.serial, revoked_at=now, reason=reason, invalidity_date=invalidity_date
+                )
+                self.audit.revoked(entry, rec.did, now=now)
+                out.append(entry)
+        except HoldCAError as exc:
+            self.audit.refused(operation="revoke", did=did, caller=None, error=exc, now=now)
+            raise
         return sorted(out, key=lambda e: e.serial)
 
     def crl(self, now: datetime, *, ca_id: str | None = None) -> x509.CertificateRevocationList:
@@ -620,6 +687,10 @@ class HoldCA:
         ca = state.active if ca_id is None else state.by_id(ca_id)
         if ca is None:
             raise ConfigError(f"no active or published CA with id {ca_id}")
+        with self._crl_lock:  # concurrent requests share one new CRL (and one CRL number)
+            return self._crl_for(ca, now)
+
+    def _crl_for(self, ca: _CA, now: datetime) -> x509.CertificateRevocationList:
         revoked = self.ledger.revoked(ca.ca_id)
         key = (len(revoked), max((r.serial for r, _ in revoked), default=0))
         cached = self._crl_cache.get(ca.ca_id)
@@ -720,6 +791,11 @@ class HoldCA:
                     f"{state.published[0].retire_at}); retire it first"
                 )
             old = state.active
+            if old.parent_id is not None:
+                raise ConfigError(
+                    "rotating a hold that issues from an intermediate CA is not supported; "
+                    "issue a new intermediate under the root instead"
+                )
             algo = algorithm or old.signer.algorithm
             new_signer = self.key_store.generate(new_label, algo)
             generation = len(self.ledger.cas()) + 1
@@ -783,6 +859,7 @@ class HoldCA:
                         "retired",
                         ca.retire_at,
                         tuple(_der(c) for c in ca.cross),
+                        ca.parent_id,
                     )
                     for ca in done
                 ]
@@ -821,18 +898,40 @@ def _load_state(key_store: KeyStore, records: Sequence[CARecord]) -> CAState:
         signer = key_store.load(rec.key_label)
         _check_match(signer, cert, rec.key_label)
         cross = tuple(x509.load_der_x509_certificate(c) for c in rec.cross_certificates_der)
-        cas.append(_CA(rec.ca_id, rec.key_label, signer, cert, rec.state, rec.retire_at, cross))
+        cas.append(
+            _CA(
+                rec.ca_id,
+                rec.key_label,
+                signer,
+                cert,
+                rec.state,
+                rec.retire_at,
+                cross,
+                rec.parent_id,
+            )
+        )
     active = [ca for ca in cas if ca.state == "active"]
     if len(active) != 1:
         raise ConfigError(f"the ledger records {len(active)} active CAs; expected exactly one")
+    issuing = active[0]
     published = tuple(ca for ca in cas if ca.state == "published")
-    suffix: tuple[x509.Certificate, ...] = (active[0].certificate,)
-    if published:
+    by_id = {ca.ca_id: ca for ca in cas}
+    suffix: list[x509.Certificate] = [issuing.certificate]
+    roots: list[_CA] = []
+    parent_id = issuing.parent_id
+    while parent_id is not None:
+        parent = by_id.get(parent_id)
+        if parent is None or len(suffix) > 4:
+            raise ConfigError(f"the ledger lacks the parent CA {parent_id} of the issuing CA")
+        suffix.append(parent.certificate)
+        roots.append(parent)
+        parent_id = parent.parent_id
+    if published and issuing.parent_id is None:
         old = published[-1]
-        via = [c for c in active[0].cross if c.issuer == old.certificate.subject]
+        via = [c for c in issuing.cross if c.issuer == old.certificate.subject]
         if via:
-            suffix = (via[0], old.certificate)
-    return CAState(active[0], published, suffix)
+            suffix = [via[0], old.certificate]
+    return CAState(issuing, published, tuple(suffix), tuple(roots))
 
 
 def _ca_for_ocsp(state: CAState, request_der: bytes) -> _CA:
@@ -842,7 +941,7 @@ def _ca_for_ocsp(state: CAState, request_der: bytes) -> _CA:
     except MalformedInputError:
         return state.active  # respond_ocsp answers malformedRequest itself
     first = info.cert_ids[0]
-    for ca in (state.active, *state.published):
+    for ca in (state.active, *state.published, *state.roots):
         der = _der(ca.certificate)
         tbs = asn1_x509.Certificate.load(der)["tbs_certificate"]
         name = tbs["subject"].dump()

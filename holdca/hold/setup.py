@@ -113,7 +113,7 @@ def open_hold(
     """Open the hold ``config`` describes; with ``create``, make its CA if it has none.
 
     Reads ``HOLD_CA_CERT_PATH`` when it exists; when the CA is created (or was rotated)
-    the active root is written there.
+    the root new leaves chain to is written there (the certificate relying parties trust).
 
     Raises:
         ConfigError: missing certificate path, unreadable certificate, key mismatch, ...
@@ -149,6 +149,7 @@ def open_hold(
         key_label=label,
         certificate=certificate,
         create=create,
+        intermediate_label=config.ca_intermediate_label,
         audit=audit,
         authorizer=authorizer,
         policy=policy_from_config(config),
@@ -160,6 +161,6 @@ def open_hold(
         grace=timedelta(days=config.rotation_grace_days),
         **options,
     )
-    if certificate is None or certificate != ca.certificate:
-        write_pem_certificate(config.ca_cert_path, [ca.certificate])
+    if certificate is None or certificate != ca.root_certificate:
+        write_pem_certificate(config.ca_cert_path, [ca.root_certificate])
     return ca

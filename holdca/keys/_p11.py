@@ -55,7 +55,6 @@ CK_ULONG = ctypes.c_ulong
 CKF_OS_LOCKING_OK = 0x00000002
 CKR_OK = 0x000
 CKR_CANT_LOCK = 0x00A
-CKR_CRYPTOKI_NOT_INITIALIZED = 0x190
 CKR_PIN_INCORRECT = 0x0A0
 CKR_PIN_INVALID = 0x0A1
 CKR_PIN_LEN_RANGE = 0x0A2
@@ -275,6 +274,9 @@ class Token:
         self.slot_id: int = token.slot.slot_id
         self.pin = pin
         self.relogins = 0
+        # Bumped whenever holdca deletes a key on this token: signers then look their key
+        # up again, so a reused object handle can never point them at another key.
+        self.epoch = 0
         self.admin_lock = threading.RLock()
         self._recover_lock = threading.Lock()
         self._local = threading.local()

@@ -116,6 +116,7 @@ class _Ops:
         self.b = b
         self.p11 = b.pkcs11
         self.err = b.p11e
+        self.recoverable: tuple[type[Exception], ...] = b.RECOVERABLE
 
     def mechanisms_for(self, algorithm: SignatureAlgorithm) -> tuple[Any, Any]:
         """(key-pair generation mechanism, signing mechanism)."""
@@ -296,11 +297,12 @@ class PKCS11KeyStore:
         """Run ``op(session)`` on this thread's session; recover once from a lost session."""
         err = self._ops.err
         for attempt in (0, 1):
-            session = self._token.session()
+            session = None
             try:
+                session = self._token.session()
                 with self._module.guard:
                     return op(session)
-            except _p11_recoverable(err) as exc:
+            except self._ops.recoverable as exc:
                 if attempt:
                     raise KeyStoreError(
                         f"{what} failed again after re-opening the session: giving up"
@@ -408,6 +410,7 @@ class PKCS11KeyStore:
                     raise ops.err.UserNotLoggedIn()
                 raise KeyNotFoundError(f"no key {label!r} on token {self.token_label!r}")
             public = ops.objects(self._token, session, class_=cls.PUBLIC_KEY, label=label)
+            self._token.epoch += 1  # before: a signer must not reuse a handle from now on
             for obj in private + public:
                 obj.destroy()
 
@@ -427,18 +430,6 @@ def _valid(label: object) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _p11_recoverable(err: ModuleType) -> tuple[type[Exception], ...]:
-    return (
-        err.SessionClosed,
-        err.SessionHandleInvalid,
-        err.UserNotLoggedIn,
-        err.KeyHandleInvalid,
-        err.ObjectHandleInvalid,
-        err.DeviceRemoved,
-        err.TokenNotPresent,
-    )
 
 
 class PKCS11Signer:
@@ -465,9 +456,10 @@ class PKCS11Signer:
         self._public = public
         self._spki = _spki(public)
         self._algorithm = algorithm
+        self._ecdsa = algorithm.is_ecdsa
         self._hash = _HASHES[algorithm.hash.name]
         self._mechanism, self._param = self._ops.sign_params(algorithm)
-        self._recoverable = _p11_recoverable(self._ops.err)
+        self._recoverable = self._ops.recoverable
         self._local = threading.local()
 
     @property
@@ -493,6 +485,7 @@ class PKCS11Signer:
     def _bind(self, session: Any) -> Any:
         """Look the private key up in ``session`` and check it is still this signer's key."""
         ops = self._ops
+        epoch = self._token.epoch
         private, public = ops.find_pair(self._token, session, self._label)
         if bytes(private[ops.p11.Attribute.ID]) != self._id or (
             _spki(ops.public_key(public)) != self._spki
@@ -504,6 +497,7 @@ class PKCS11Signer:
         local = self._local
         local.session = session
         local.key = private
+        local.epoch = epoch
         local.checked = False
         return private
 
@@ -527,7 +521,12 @@ class PKCS11Signer:
             try:
                 session = self._token.session()
                 with self._module.guard:
-                    key = local.key if getattr(local, "session", None) is session else None
+                    key = (
+                        local.key
+                        if getattr(local, "session", None) is session
+                        and local.epoch == self._token.epoch
+                        else None
+                    )
                     if key is None:
                         key = self._bind(session)
                     raw = key.sign(digest, mechanism=self._mechanism, mechanism_param=self._param)
@@ -547,7 +546,7 @@ class PKCS11Signer:
                 raise SignerError(f"cannot use key {self._label!r}: {exc}") from exc
             except err.PKCS11Error as exc:
                 raise SignerError(f"the token failed to sign ({type(exc).__name__})") from exc
-            signature = raw_to_der(raw) if self._algorithm.is_ecdsa else bytes(raw)
+            signature = raw_to_der(raw) if self._ecdsa else bytes(raw)
             if not local.checked:
                 self._check(signature, data)
                 local.checked = True

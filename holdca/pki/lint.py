@@ -130,7 +130,7 @@ _GO_NAMED = frozenset(
 class _Cert:
     """One chain element with the raw name bytes Go compares."""
 
-    __slots__ = ("cert", "index", "raw_issuer", "raw_subject")
+    __slots__ = ("cert", "index", "public_key", "raw_issuer", "raw_subject")
 
     def __init__(self, cert: x509.Certificate, index: int) -> None:
         if not isinstance(cert, x509.Certificate):
@@ -143,13 +143,21 @@ class _Cert:
             ]
             self.raw_subject = tbs["subject"].dump()
             self.raw_issuer = tbs["issuer"].dump()
-        except ValueError as exc:  # pragma: no cover - cryptography parsed it already
+        except (ValueError, TypeError) as exc:
             raise ProfileRuleError("chain-parse", index, "TBS does not parse") from exc
+        # cryptography parses some fields lazily: touch them all now, so that a malformed
+        # certificate is a chain-parse failure and never a raw exception later.
         try:
-            cert.extensions  # noqa: B018 - parse them all now (duplicates, bad DER)
-        except (ValueError, x509.DuplicateExtension) as exc:
+            cert.extensions  # noqa: B018 - duplicates, bad extension DER
+            self.public_key = cert.public_key()
+            cert.subject  # noqa: B018
+            cert.issuer  # noqa: B018
+            cert.signature_algorithm_oid  # noqa: B018
+            cert.not_valid_before_utc  # noqa: B018
+            cert.not_valid_after_utc  # noqa: B018
+        except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
             raise ProfileRuleError(
-                "chain-parse", index, f"extensions do not parse ({exc})"
+                "chain-parse", index, f"certificate does not parse ({exc})"
             ) from None
 
     def fail(self, rule: str, detail: str) -> ProfileRuleError:
@@ -185,7 +193,10 @@ def _check_basics(c: _Cert, now: datetime | None) -> None:
         raise c.fail("serial-number", "serial number is longer than 20 octets")
     oid = cert.signature_algorithm_oid
     if oid == SignatureAlgorithmOID.RSASSA_PSS:
-        hash_alg = cert.signature_hash_algorithm
+        try:
+            hash_alg = cert.signature_hash_algorithm
+        except UnsupportedAlgorithm:
+            hash_alg = None
         if hash_alg is None or hash_alg.name not in _PSS_HASHES:
             raise c.fail("signature-algorithm", "RSA-PSS with a hash other than SHA-256/384/512")
     elif oid not in _SIG_OIDS:
@@ -202,7 +213,7 @@ def _check_basics(c: _Cert, now: datetime | None) -> None:
 
 
 def _check_leaf(c: _Cert, *, identity_dn: bool) -> None:
-    key = c.cert.public_key()
+    key = c.public_key
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name not in _LEAF_CURVES:
             raise c.fail("leaf-key", f"curve {key.curve.name} is not P-256/P-384/P-521")

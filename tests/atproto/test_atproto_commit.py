@@ -13,12 +13,14 @@ from pathlib import Path
 import dag_cbor
 import pytest
 from atproto_crypto.verify import verify_signature as oracle_verify
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from holdca.atproto import dagcbor
 from holdca.atproto.car import read_car
 from holdca.atproto.cid import CID
 from holdca.atproto.commit import parse_commit, unsigned_commit_bytes, verify_commit
-from holdca.atproto.didkey import parse_did_key
+from holdca.atproto.didkey import parse_did_key, parse_legacy_multibase
 from holdca.errors import CommitError, SignatureInvalidError
 from holdca.testing.atproto import TestRepo
 
@@ -138,3 +140,45 @@ def test_testrepo_commit_verifies_and_wrong_key_fails(curve: str) -> None:
     other = TestRepo.create(curve=curve)  # type: ignore[arg-type]
     with pytest.raises(SignatureInvalidError):
         verify_commit(commit, other.public_key)
+
+
+@settings(max_examples=100)
+@given(
+    did=st.sampled_from(["did:plc:", "did:web:"]).flatmap(
+        lambda prefix: st.text("abcdefghijklmnopqrstuvwxyz234567", min_size=1, max_size=400).map(
+            lambda tail: prefix + tail
+        )
+    ),
+    rev=st.just("3mbflmueaso22"),
+    sig=st.binary(min_size=64, max_size=64),
+    prev=st.none() | st.binary(max_size=8).map(CID.for_dag_cbor),
+)
+def test_splice_equals_reencoding(did: str, rev: str, sig: bytes, prev: CID | None) -> None:
+    """For any DID length (1-, 2- and 3-byte string heads), the spliced bytes are exactly the
+    canonical encoding of the commit without ``sig`` (checked with py-dag-cbor too)."""
+    block, cid = _commit_block(did=did, rev=rev, sig=sig, prev=prev)
+    commit = parse_commit(block, cid)
+    unsigned = {k: v for k, v in dagcbor.decode(block).items() if k != "sig"}
+    assert commit.unsigned == dagcbor.encode(unsigned)
+    oracle = dag_cbor.decode(block)
+    del oracle["sig"]
+    assert commit.unsigned == dag_cbor.encode(oracle)
+
+
+def test_unrelated_real_key_does_not_verify_real_commit() -> None:
+    """indigo's z5vnbioquyhivxirw3bbljmu pair: the DID doc key does not sign that v2 commit
+    (observed by research; MarshalX agrees), so both verifiers must reject it."""
+    folder = V / "indigo" / "repo-car"
+    car = read_car(
+        (folder / "bafyreieovfuizojpw3zresz7sx3nk4trm2by23pt5rxbey3jme4uo5ogiu.car").read_bytes()
+    )
+    doc = json.loads((folder / "did_plc_z5vnbioquyhivxirw3bbljmu.didDoc.json").read_text())
+    method = doc["verificationMethod"][0]
+    key = parse_legacy_multibase(method["type"], method["publicKeyMultibase"])
+    assert key.did_key == "did:key:zQ3shUq2kXSBvRMmZhn6BjSCLHbBW56J3JThx95yvJuyKoa6j"
+    obj = dag_cbor.decode(car.blocks[car.roots[0]])
+    sig = obj.pop("sig")
+    unsigned = dag_cbor.encode(obj)
+    with pytest.raises(SignatureInvalidError):
+        key.verify(unsigned, sig)
+    assert not oracle_verify(key.did_key, unsigned, sig)

@@ -15,6 +15,7 @@ import coincurve
 import pytest
 from atproto_crypto.did import parse_did_key as oracle_parse_did_key
 from atproto_crypto.verify import verify_signature as oracle_verify
+from coincurve.ecdsa import cdata_to_der, deserialize_compact
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
@@ -31,7 +32,7 @@ from holdca.atproto.didkey import (
     parse_multikey,
 )
 from holdca.errors import DIDDocumentError, DIDSyntaxError, HoldCAError, SignatureInvalidError
-from holdca.testing.atproto import sign_k256, sign_p256
+from holdca.testing.atproto import TestRepo, sign_k256, sign_p256
 
 V = Path(__file__).resolve().parents[1] / "vectors" / "atproto"
 CRYPTO = V / "interop-tests" / "crypto"
@@ -193,3 +194,33 @@ def test_zero_and_out_of_range_rs() -> None:
 def test_fuzz_did_key_parser(text: str) -> None:
     with contextlib.suppress(HoldCAError):
         parse_did_key(text)
+
+
+@settings(max_examples=30)
+@given(st.binary(min_size=32, max_size=32), st.binary(max_size=100), st.booleans())
+def test_fast_k256_path_matches_coincurve_public_api(
+    secret: bytes, message: bytes, high_s: bool
+) -> None:
+    """holdca's direct libsecp256k1 call agrees with coincurve's public verify API."""
+    try:
+        priv = coincurve.PrivateKey(secret)
+    except ValueError:
+        return
+    sig = sign_k256(priv, message)
+    if high_s:
+        sig = _high_s(sig, K256_ORDER)
+    public_ok = priv.public_key.verify(cdata_to_der(deserialize_compact(sig)), message)
+    key = PublicKey("k256", priv.public_key.format())
+    try:
+        key.verify(message, sig)
+        ours = True
+    except SignatureInvalidError:
+        ours = False
+    assert ours == public_ok == (not high_s)
+
+
+def test_testrepo_repr_hides_private_key() -> None:
+    repo = TestRepo.create()
+    secret_hex = repo._private.secret.hex()
+    assert secret_hex not in repr(repo)
+    assert "PrivateKey" not in repr(repo)

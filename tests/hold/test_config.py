@@ -74,6 +74,8 @@ def test_full_env(tmp_path: Path) -> None:
         ({"HOLD_SIGNING_SCHEME": "cosign"}, "HOLD_SIGNING_SCHEME"),
         ({"HOLD_ALLOWED_DID_METHODS": "plc,key"}, "HOLD_ALLOWED_DID_METHODS"),
         ({"HOLD_RATE_LIMIT_PER_HOUR": "-1"}, "HOLD_RATE_LIMIT_PER_HOUR"),
+        ({"HOLD_CA_INTERMEDIATE_LABEL": "hold-root"}, "HOLD_CA_INTERMEDIATE_LABEL"),
+        ({"HOLD_CA_INTERMEDIATE_LABEL": "bad label"}, "HOLD_CA_INTERMEDIATE_LABEL"),
     ],
 )
 def test_invalid_values_name_the_variable(extra: dict[str, str], variable: str) -> None:

@@ -20,13 +20,22 @@ from cryptography.x509 import ocsp
 from starlette.requests import Request
 
 from holdca.demo import notation_verify
-from holdca.errors import AuthorizationError
+from holdca.errors import (
+    AuthorizationError,
+    CARError,
+    HoldCAError,
+    IssuancePolicyError,
+    LedgerError,
+    RateLimitError,
+    RecordMismatchError,
+    SignerError,
+)
 from holdca.hold import HoldCA, MemoryLedger
 from holdca.keys import MemoryKeyStore
 from holdca.notation.oci import OCILayout
 from holdca.notation.trustpolicy import hold_trust_policy
 from holdca.notation.truststore import write_trust_policy, write_trust_store
-from holdca.server import create_app
+from holdca.server import create_app, error_for
 from holdca.testing.atproto import TestRepo
 from holdca.testing.oci import build_test_image
 from tests.hold.conftest import HOLD_DID, SUBJECT
@@ -51,6 +60,15 @@ class Served:
 
 @pytest.fixture
 def served() -> Iterator[Served]:
+    yield from _serve(ocsp_enabled=True)
+
+
+@pytest.fixture
+def served_crl_only() -> Iterator[Served]:
+    yield from _serve(ocsp_enabled=False)
+
+
+def _serve(*, ocsp_enabled: bool) -> Iterator[Served]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -63,7 +81,7 @@ def served() -> Iterator[Served]:
         now=datetime.now(UTC),
         create=True,
         crl_url=f"{base}/ca.crl",
-        ocsp_url=f"{base}/ocsp",
+        ocsp_url=f"{base}/ocsp" if ocsp_enabled else None,
     )
     app = create_app(ca, authenticate=authenticate, max_body=64 * 1024)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
@@ -188,3 +206,53 @@ def test_xrpc_errors(served: Served, tmp_path: Path) -> None:
         ocsp.load_der_ocsp_response(garbage.content).response_status
         == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
     )
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "name"),
+    [
+        (RateLimitError("rate limit: slow down"), 429, "RateLimitExceeded"),
+        (IssuancePolicyError("method not allowed"), 403, "Forbidden"),
+        (AuthorizationError("not you"), 403, "Forbidden"),
+        (RecordMismatchError("wrong digest"), 400, "InvalidProof"),
+        (CARError("bad car"), 400, "InvalidRequest"),
+        (LedgerError("disk full /secret/path"), 503, "NotEnoughResources"),
+        (SignerError("token gone"), 500, "InternalServerError"),
+    ],
+)
+def test_error_mapping(error: HoldCAError, status: int, name: str) -> None:
+    mapped = error_for(error)
+    assert (mapped.status, mapped.error) == (status, name)
+    if status >= 500:
+        assert str(error) not in mapped.message  # internal details stay in the server log
+
+
+def test_notation_fetches_the_crl_when_there_is_no_ocsp(
+    served_crl_only: Served, tmp_path: Path
+) -> None:
+    notation = require_notation()
+    served = served_crl_only
+    repo, layout, image, uri = _setup(tmp_path)
+    r = served.http.post(
+        "/xrpc/io.atcr.hold.coSignManifest",
+        json=_body(repo, uri, image),
+        headers={"Authorization": f"Bearer {repo.did}"},
+    )
+    assert r.status_code == 200, r.text
+    leaf = x509.load_pem_x509_certificate(r.json()["certificate"].encode())
+    try:
+        aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+        methods = {d.access_method for d in aia}
+    except x509.ExtensionNotFound:
+        methods = set()
+    assert x509.AuthorityInformationAccessOID.OCSP not in methods
+    layout.attach_signature(image, base64.b64decode(r.json()["envelope"]))  # type: ignore[arg-type]
+    config = tmp_path / "notation"
+    write_trust_store(config, "hold", [served.ca.certificate])
+    write_trust_policy(config, hold_trust_policy(store="hold"))
+    ok, out = notation_verify(notation, config, layout.path, image.digest)  # type: ignore[attr-defined]
+    assert ok, out
+    served.ca.revoke(serial=leaf.serial_number, reason="superseded", now=datetime.now(UTC))
+    ok, out = notation_verify(notation, config, layout.path, image.digest)  # type: ignore[attr-defined]
+    assert not ok  # the leaf has no OCSP URL: the CRL served here is the only source
+    assert "revoked" in out

@@ -7,7 +7,7 @@ import json
 import logging
 import subprocess
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from cryptography.x509 import ocsp
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWSEHeaderParameter
 
+from holdca.demo import notation_verify
 from holdca.errors import (
     AuthorizationError,
     ConfigError,
@@ -32,22 +33,24 @@ from holdca.hold import HoldCA, IssuancePolicy, MemoryLedger, RateLimiter, SQLit
 from holdca.hold.ledger import IssuanceRecord
 from holdca.keys import MemoryKeyStore
 from holdca.keys.pem import PEMKeyStore
-from holdca.notation import Descriptor, parse_envelope
+from holdca.notation import Descriptor, SigningScheme, parse_envelope
 from holdca.notation.trustpolicy import hold_trust_policy
-from holdca.notation.truststore import TrustStore
+from holdca.notation.truststore import TrustStore, write_trust_policy, write_trust_store
 from holdca.notation.verify import verify_envelope
 from holdca.pki import SubjectInfo, issue_root
 from tests.hold.conftest import HOLD_DID, NOW, SUBJECT, World, make_world
-from tests.tools import require_tool
+from tests.tools import require_notation, require_tool
 
 
-def _verify_with_holdca(world: World, envelope: bytes, roots: list[x509.Certificate]) -> None:
+def _verify_with_holdca(
+    world: World, envelope: bytes, roots: list[x509.Certificate], when: datetime = NOW
+) -> None:
     policy = hold_trust_policy(store="hold", revocation="skip")
     verify_envelope(
         envelope,
         statement=policy.applicable("local/holdca"),
         trust_store=TrustStore({("ca", "hold"): roots}),
-        now=NOW + timedelta(minutes=1),
+        now=when + timedelta(minutes=1),
         descriptor=world.image,
     )
 
@@ -370,3 +373,57 @@ def test_subject_is_used_for_leaves(world: World) -> None:
     assert isinstance(SUBJECT, SubjectInfo)
     env = parse_envelope(resp.envelope)
     assert env.target_artifact.digest == world.image.digest
+
+
+def test_signing_authority_scheme_verifies_in_notation(tmp_path: Path) -> None:
+    w = make_world(tmp_path, scheme=SigningScheme.SIGNING_AUTHORITY)
+    resp = w.ca.cosign(w.request(), now=NOW)
+    assert parse_envelope(resp.envelope).scheme is SigningScheme.SIGNING_AUTHORITY
+    policy = hold_trust_policy(store="hold", scheme=SigningScheme.SIGNING_AUTHORITY)
+    # signingAuthority: the chain is checked at the signing time, so a later "now" passes
+    verify_envelope(
+        resp.envelope,
+        statement=policy.applicable("local/x"),
+        trust_store=TrustStore({("signingAuthority", "hold"): [w.ca.certificate]}),
+        now=NOW + timedelta(days=3),
+        descriptor=w.image,
+    )
+    notation = require_notation()
+    w.layout.attach_signature(w.image, resp.envelope)
+    config = tmp_path / "notation"
+    write_trust_store(config, "hold", [w.ca.certificate], type="signingAuthority")
+    write_trust_policy(config, policy)
+    ok, out = notation_verify(notation, config, w.layout.path, w.image.digest)
+    assert ok, out
+
+
+def test_intermediate_issuing_ca(tmp_path: Path) -> None:
+    w = make_world(tmp_path, intermediate_label="hold-issuing")
+    now = datetime.now(UTC)  # notation verifies at the real time
+    resp = w.ca.cosign(w.request(), now=now)
+    leaf, inter, root = resp.chain
+    # cryptography as oracle: leaf <- intermediate <- self-signed root
+    leaf.verify_directly_issued_by(inter)
+    inter.verify_directly_issued_by(root)
+    root.verify_directly_issued_by(root)
+    assert w.ca.certificate == inter
+    assert w.ca.root_certificate == root
+    assert w.ca.trust_bundle(now) == [root]
+    _verify_with_holdca(w, resp.envelope, [root], now)
+    # the CRL of the issuing CA is signed by the intermediate key
+    w.ca.revoke(serial=resp.serial, now=now)
+    crl = w.ca.crl(now)
+    assert crl.is_signature_valid(inter.public_key())  # type: ignore[arg-type]
+    assert crl.get_revoked_certificate_by_serial_number(resp.serial) is not None
+    with pytest.raises(ConfigError, match="intermediate"):
+        w.ca.rotate(new_label="hold-root-2", now=NOW)
+    # reopening from the ledger restores the same chain
+    again = HoldCA.open(w.store, w.ledger, hold_did=HOLD_DID, subject=SUBJECT, now=NOW)
+    assert again.state().chain_suffix == (inter, root)
+    notation = require_notation()
+    w.layout.attach_signature(w.image, resp.envelope)
+    config = tmp_path / "notation"
+    write_trust_store(config, "hold", [root])
+    write_trust_policy(config, hold_trust_policy(store="hold", revocation="skip"))
+    ok, out = notation_verify(notation, config, w.layout.path, w.image.digest)
+    assert ok, out

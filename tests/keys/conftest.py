@@ -10,7 +10,7 @@ import pytest
 from holdca.keys import KeyStore, MemoryKeyStore
 from holdca.keys.pem import PEMKeyStore
 
-BACKENDS = ["memory", "pem", "pkcs11"]
+BACKENDS = ["memory", "pem", pytest.param("pkcs11", marks=pytest.mark.hsm)]
 
 
 @pytest.fixture(params=BACKENDS)

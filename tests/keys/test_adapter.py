@@ -208,6 +208,7 @@ def test_memory_rsa_pss_certificate(algorithm: SignatureAlgorithm) -> None:
     )
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize(
     "algorithm", [SignatureAlgorithm.ES256, SignatureAlgorithm.PS256], ids=lambda a: a.value
 )

@@ -50,6 +50,7 @@ def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
 # --- layout and format -----------------------------------------------------------------
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize("passphrase", [None, PASSPHRASE], ids=["plain", "encrypted"])
 @pytest.mark.parametrize(
     "algorithm",

@@ -7,6 +7,7 @@ process's exit status (a SIGSEGV is a failure, not a dead pytest worker).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -14,6 +15,7 @@ import re
 import subprocess
 import sys
 import threading
+import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -402,6 +404,18 @@ def test_never_signs_with_a_replaced_key(store: PKCS11KeyStore, label: str) -> N
     verify(replacement, store.load(label).sign(b"z"), b"z")
 
 
+def test_deleting_a_key_invalidates_cached_handles(store: PKCS11KeyStore, label: str) -> None:
+    """Even if a module reused the deleted key's handle for the new key, the signer re-checks."""
+    signer = store.generate(label)
+    signer.sign(b"x")
+    store.delete(label)
+    replacement = store.generate(label)
+    replacement.sign(b"bind the replacement in this thread")
+    signer._local.key = replacement._local.key  # what a reused object handle would do
+    with pytest.raises(SignerError, match="no longer the key"):
+        signer.sign(b"x")
+
+
 def test_first_signature_after_lookup_is_verified(
     store: PKCS11KeyStore, label: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -495,3 +509,98 @@ def test_signer_type_and_repr(store: PKCS11KeyStore, label: str) -> None:
     assert signer.label == label
     assert repr(signer) == f"<PKCS11Signer ES256 {label!r} on {store.token_label!r}>"
     assert os.path.isabs(store.module_path)
+
+
+# --- the ctypes layer, with stand-in function tables ----------------------------------------
+
+
+class FakeFunctions:
+    """A CK_FUNCTION_LIST stand-in that records calls and returns scripted CKR codes."""
+
+    def __init__(self, finalize: int = 0, init_locking: int = 0, init_plain: int = 0) -> None:
+        self.calls: list[str] = []
+        self._finalize, self._locking, self._plain = finalize, init_locking, init_plain
+        self.login_rv = 0
+
+    def C_Finalize(self, arg: object) -> int:
+        self.calls.append("C_Finalize")
+        return self._finalize
+
+    def C_Initialize(self, arg: object) -> int:
+        if arg is None:
+            self.calls.append("C_Initialize(NULL)")
+            return self._plain
+        self.calls.append("C_Initialize(OS_LOCKING)")
+        return self._locking
+
+    def C_Login(self, handle: int, user: int, pin: bytes, length: int) -> int:
+        self.calls.append("C_Login")
+        return self.login_rv
+
+
+def test_reinitialise_uses_os_locking() -> None:
+    """C_Finalize then C_Initialize with CKF_OS_LOCKING_OK; counted per module path."""
+    fake = FakeFunctions()
+    before = _p11.REINITIALISED.get("/fake.so", 0)
+    assert _p11._reinitialise_with_os_locking("/fake.so", fake) is True
+    assert fake.calls == ["C_Finalize", "C_Initialize(OS_LOCKING)"]
+    assert _p11.REINITIALISED["/fake.so"] == before + 1
+
+
+def test_reinitialise_falls_back_when_the_module_cannot_lock(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """CKR_CANT_LOCK: the module is initialised as python-pkcs11 had it, and calls serialised."""
+    fake = FakeFunctions(init_locking=_p11.CKR_CANT_LOCK)
+    assert _p11._reinitialise_with_os_locking("/fake.so", fake) is False
+    assert fake.calls == ["C_Finalize", "C_Initialize(OS_LOCKING)", "C_Initialize(NULL)"]
+    assert "serialising all calls" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("fake", "message"),
+    [
+        (FakeFunctions(finalize=0x5), "C_Finalize"),
+        (FakeFunctions(init_locking=0x6, init_plain=0x6), "could not be initialised again"),
+    ],
+)
+def test_reinitialise_failures_are_keystore_errors(fake: FakeFunctions, message: str) -> None:
+    """A module that cannot be finalised or initialised again is a KeyStoreError naming it."""
+    with pytest.raises(KeyStoreError, match=message) as info:
+        _p11._reinitialise_with_os_locking("/fake.so", fake)
+    assert "/fake.so" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("rv", "first", "error", "message"),
+    [
+        (_p11.CKR_PIN_INCORRECT, True, PINIncorrectError, "rejected the PIN"),
+        (_p11.CKR_PIN_LEN_RANGE, True, PINIncorrectError, "rejected the PIN"),
+        (_p11.CKR_PIN_LOCKED, True, KeyStoreError, "locked"),
+        (_p11.CKR_PIN_EXPIRED, True, KeyStoreError, "expired"),
+        (_p11.CKR_USER_ALREADY_LOGGED_IN, True, KeyStoreError, "cannot check the PIN"),
+        (0x30, True, KeyStoreError, "CKR 0x30"),
+        (_p11.CKR_USER_ALREADY_LOGGED_IN, False, None, ""),
+        (0, True, None, ""),
+    ],
+)
+def test_login_results(rv: int, first: bool, error: type[Exception] | None, message: str) -> None:
+    """C_Login return codes map to typed errors; the session of a failed login is closed."""
+    closed: list[int] = []
+    session = types.SimpleNamespace(handle=42, close=lambda: closed.append(42))
+    fake = FakeFunctions()
+    fake.login_rv = rv
+    stub = types.SimpleNamespace(
+        module=types.SimpleNamespace(functions=fake, guard=contextlib.nullcontext()),
+        token=types.SimpleNamespace(open=lambda rw: session),
+        pin=Secret(b"135790"),
+        label="t",
+    )
+    if error is None:
+        assert _p11.Token._login(stub, first=first) is session  # type: ignore[arg-type]
+        assert closed == []
+        return
+    with pytest.raises(error, match=message) as info:
+        _p11.Token._login(stub, first=first)  # type: ignore[arg-type]
+    assert "135790" not in str(info.value)
+    assert closed == [42]

@@ -132,3 +132,17 @@ def test_pkcs11_pin_never_shown(
     captured = capfd.readouterr()
     c.assert_hidden(softhsm.pin, captured.out + captured.err, caplog)
     assert any("logging in" in r.getMessage() for r in caplog.records)  # logs were captured
+
+
+def test_collector_catches_a_leak(caplog: pytest.LogCaptureFixture) -> None:
+    """The oracle of this module can fail: a secret in a log line or a repr is found."""
+    c = Collector()
+    c.see("nothing to see")
+    c.assert_hidden("s3cr3t-value", "", caplog)
+    logging.getLogger("holdca.test").warning("pin is %s", "s3cr3t-value")
+    with pytest.raises(AssertionError):
+        c.assert_hidden("s3cr3t-value", "", caplog)
+    c2 = Collector()
+    c2.see(ValueError(b"s3cr3t-value"))
+    with pytest.raises(AssertionError):
+        c2.assert_hidden("s3cr3t-value", "", caplog)

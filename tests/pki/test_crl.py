@@ -320,7 +320,7 @@ def test_crl_over_the_size_limit_is_refused(
 ) -> None:
     entries = [RevokedEntry(random_serial(), now) for _ in range(100)]
     size = len(crl_for(root, now, entries).public_bytes(Encoding.DER))
-    monkeypatch.setattr(crl_module, "MAX_CRL_BYTES", size - 1)
+    monkeypatch.setattr(crl_module, "MAX_CRL_BYTES", size - 16)  # ECDSA DER varies
     with pytest.raises(CRLError, match="limit"):
         crl_for(root, now, entries)
     monkeypatch.setattr(crl_module, "MAX_CRL_BYTES", 100 * crl_module.CRL_ENTRY_MIN_BYTES - 1)
@@ -328,13 +328,24 @@ def test_crl_over_the_size_limit_is_refused(
         crl_for(root, now, entries)
 
 
-def test_estimate_is_an_upper_bound(root: CA, now: datetime) -> None:
-    for with_reason in (False, True):
-        reason = x509.ReasonFlags.superseded if with_reason else None
-        entries = [RevokedEntry(random_serial(), now, reason) for _ in range(500)]
-        size = len(crl_for(root, now, entries).public_bytes(Encoding.DER))
-        estimate = crl_module.estimate_crl_bytes(500, with_reason=with_reason)
-        assert size <= estimate <= size * 1.1
+@pytest.mark.parametrize(
+    ("reason", "invalidity"), [(False, False), (True, False), (False, True), (True, True)]
+)
+def test_estimate_is_an_upper_bound(
+    root: CA, now: datetime, reason: bool, invalidity: bool
+) -> None:
+    entries = [
+        RevokedEntry(
+            (1 << 127) | random_serial(),  # 17 DER octets: the longest 128-bit serial
+            now,
+            x509.ReasonFlags.superseded if reason else None,
+            invalidity_date=now - timedelta(hours=1) if invalidity else None,
+        )
+        for _ in range(500)
+    ]
+    size = len(crl_for(root, now, entries).public_bytes(Encoding.DER))
+    estimate = crl_module.estimate_crl_bytes(500, with_reason=reason, with_invalidity=invalidity)
+    assert size <= estimate <= size * 1.05
 
 
 def test_p384_ca_signs_crls(tmp_path: Path, now: datetime) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -10,9 +11,12 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from holdca.errors import ProfileError
 from holdca.keys import MemorySigner
 from holdca.pki import (
     ProfileRuleError,
@@ -101,6 +105,9 @@ def p256() -> Key:
 
 ROOT_KEY = p256()
 ROOT = build(name("Root"), ROOT_KEY, name("Root"), ROOT_KEY, CA_EXTS)
+LEAF_DER = build(
+    name("did:plc:ewvi7nxzyoun6zhxrhs64oiz"), p256(), ROOT.subject, ROOT_KEY, LEAF_EXTS
+).public_bytes(Encoding.DER)
 
 
 def leaf(exts: list[tuple[x509.ExtensionType, bool]] = LEAF_EXTS, **kw: object) -> x509.Certificate:
@@ -411,3 +418,30 @@ def test_every_rule_has_a_test() -> None:
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         check_notation_profile([leaf(), ROOT], now=datetime(2026, 1, 1))
+
+
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")  # cryptography on out-of-range name lengths
+@settings(max_examples=300)
+@given(data=st.data())
+def test_mutated_certificates_only_raise_profile_errors(data: st.DataObject) -> None:
+    der = bytearray(LEAF_DER)
+    for _ in range(data.draw(st.integers(1, 3))):
+        der[data.draw(st.integers(0, len(der) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        cert = x509.load_der_x509_certificate(bytes(der))
+    except (ValueError, x509.InvalidVersion):
+        return  # cryptography refuses it outright: nothing reaches the lint
+    with contextlib.suppress(ProfileError):
+        check_notation_profile([cert, ROOT])
+
+
+def test_malformed_public_key_is_a_parse_failure() -> None:
+    # Corrupt the EC point of the leaf: the certificate loads, the key does not.
+    cert = leaf()
+    der = bytearray(cert.public_bytes(Encoding.DER))
+    point = cert.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    at = der.find(point)
+    der[at + 1 : at + 33] = b"\xff" * 32
+    broken = x509.load_der_x509_certificate(bytes(der))
+    expect("chain-parse", [broken, ROOT])

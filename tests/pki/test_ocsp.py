@@ -191,15 +191,30 @@ def test_openssl_rejects_a_response_signed_by_a_stranger(
     assert "Response verify OK" not in text  # the oracle can say no
 
 
-def test_openssl_multi_certificate_request(tmp_path: Path, world: World) -> None:
+@pytest.mark.parametrize("nonce", [True, False], ids=["nonce", "no-nonce"])
+def test_openssl_multi_certificate_request(tmp_path: Path, world: World, nonce: bool) -> None:
+    extra = () if nonce else ("-no_nonce",)
     for delegated in (False, True):
-        der = world.respond(
-            openssl_request(tmp_path, world, "good", "revoked", "unknown"), delegated=delegated
-        )
+        req = openssl_request(tmp_path, world, "good", "revoked", "unknown", extra=extra)
+        assert (parse_ocsp_request(req).nonce is not None) == nonce
+        der = world.respond(req, delegated=delegated)
         text = openssl_check(tmp_path, world, der, "good", "revoked", "unknown")
         assert "Response verify OK" in text, text
         for which in ("good", "revoked", "unknown"):
             assert f"{which}.pem: {which}\n" in text, text
+        if nonce:  # openssl checks the echoed nonce against the request
+            out = openssl(
+                "ocsp",
+                "-reqin",
+                tmp_path / "req.der",
+                "-respin",
+                tmp_path / "resp.der",
+                "-CAfile",
+                tmp_path / "root.pem",
+                "-verify_other",
+                tmp_path / "root.pem",
+            )
+            assert "Response verify OK" in out.stdout + out.stderr, out.stdout + out.stderr
 
 
 def test_openssl_checks_the_echoed_nonce(tmp_path: Path, world: World) -> None:

@@ -1,0 +1,196 @@
+"""Shared timing harness for holdca's benchmarks.
+
+Every benchmark reports its figures next to cryptographic primitives timed in the same
+process run, as ratios: the machine is noisy, an absolute time alone means little.
+
+* :func:`rate`: calls per second of a function: calibrated for about 0.1 s, then timed for
+  about ``seconds`` with :func:`time.perf_counter`.
+* :func:`measure_primitives`: the three primitives of a cosign, timed now: coincurve K-256
+  verify of a 64-byte compact signature (libsecp256k1's raw verify, public key parsed
+  once: the fast path of research/perf-baseline.md), cryptography P-256 key generation and
+  P-256 ECDSA sign (DER, 600-byte message). The *limit* of a cosign is
+  ``1 / (t_verify + t_keygen + 2 * t_sign)``: the most cosigns per second one core could do
+  if nothing but the unavoidable curve math ran.
+* :class:`Row` and :func:`emit`: one row of the shared table, printed as Markdown or, with
+  ``--json``, as one JSON object per line for ``benchmarks/run_all.py``.
+
+Nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = [
+    "Primitives",
+    "Row",
+    "emit",
+    "environment",
+    "measure_primitives",
+    "pin_one_core",
+    "primitive_rows",
+    "rate",
+    "repeat_rate",
+]
+
+
+def rate(fn: Callable[[], Any], seconds: float = 1.0) -> float:
+    """Calls per second of ``fn``: calibrate (about 0.1 s), then time about ``seconds``."""
+    n = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= 0.1 or n >= 1 << 24:
+            break
+        n *= 2
+    total = max(1, int(n * seconds / max(elapsed, 1e-9)))
+    start = time.perf_counter()
+    for _ in range(total):
+        fn()
+    return total / (time.perf_counter() - start)
+
+
+def repeat_rate(fn: Callable[[], Any], seconds: float = 1.0, repeats: int = 3) -> float:
+    """Median of ``repeats`` :func:`rate` measurements of ``seconds / repeats`` each."""
+    return statistics.median(rate(fn, seconds / repeats) for _ in range(repeats))
+
+
+def pin_one_core() -> int | None:
+    """Pin this process to one CPU (the lowest allowed one); returns it, or None if impossible."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+@dataclass(frozen=True)
+class Primitives:
+    """Primitive rates (ops/s) measured in this run, and the cosign limit they imply."""
+
+    k256_verify: float
+    p256_keygen: float
+    p256_sign: float
+
+    @property
+    def limit(self) -> float:
+        """Cosigns per second if only the curve math ran: 1 / (verify + keygen + 2 sign)."""
+        return 1.0 / (1 / self.k256_verify + 1 / self.p256_keygen + 2 / self.p256_sign)
+
+
+def measure_primitives(seconds: float = 1.0) -> Primitives:
+    """Time the three cosign primitives now (``seconds`` each)."""
+    from coincurve import PrivateKey  # noqa: PLC0415
+    from coincurve._libsecp256k1 import ffi, lib  # noqa: PLC0415
+    from coincurve.context import GLOBAL_CONTEXT  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
+    k256 = PrivateKey(hashlib.sha256(b"holdca-bench").digest())
+    message = b"\x5a" * 300
+    digest = hashlib.sha256(message).digest()
+    compact = k256.sign_recoverable(digest, hasher=None)[:64]
+    pub = k256.public_key
+    ctx = GLOBAL_CONTEXT.ctx
+
+    def k256_verify() -> bool:
+        sig = ffi.new("secp256k1_ecdsa_signature *")
+        lib.secp256k1_ecdsa_signature_parse_compact(ctx, sig, compact)
+        return bool(lib.secp256k1_ecdsa_verify(ctx, sig, digest, pub.public_key))
+
+    if not k256_verify():  # pragma: no cover - a broken coincurve
+        raise RuntimeError("the K-256 reference verify failed")
+    curve = ec.SECP256R1()
+    key = ec.generate_private_key(curve)
+    data = b"\x42" * 600
+    algorithm = ec.ECDSA(hashes.SHA256())
+    return Primitives(
+        k256_verify=rate(k256_verify, seconds),
+        p256_keygen=rate(lambda: ec.generate_private_key(curve), seconds),
+        p256_sign=rate(lambda: key.sign(data, algorithm), seconds),
+    )
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the benchmark table.
+
+    Attributes:
+        bench: the benchmark (script) name.
+        name: what was measured.
+        value: the figure (``unit`` says what it is).
+        unit: ``ops/s``, ``s``, ``ms`` ...
+        ratio: the figure as a ratio to ``reference`` (same run), or None.
+        reference: what the ratio is relative to.
+        note: anything else worth a column.
+    """
+
+    bench: str
+    name: str
+    value: float
+    unit: str = "ops/s"
+    ratio: float | None = None
+    reference: str = ""
+    note: str = ""
+
+
+def primitive_rows(bench: str, prims: Primitives) -> list[Row]:
+    """The primitive rows (and the limit) as table rows, ratio to the limit."""
+    lim = prims.limit
+    return [
+        Row(bench, "K-256 verify (coincurve, 64-byte compact)", prims.k256_verify),
+        Row(bench, "P-256 keygen (cryptography)", prims.p256_keygen),
+        Row(bench, "P-256 sign (cryptography, 600 B)", prims.p256_sign),
+        Row(bench, "limit = 1/(verify + keygen + 2 sign)", lim, ratio=1.0, reference="limit"),
+    ]
+
+
+def environment() -> str:
+    """One line naming the interpreter, the crypto libraries and the CPU count."""
+    import coincurve  # noqa: PLC0415
+    import cryptography  # noqa: PLC0415
+
+    return (
+        f"python {platform.python_version()}, cryptography {cryptography.__version__}, "
+        f"coincurve {getattr(coincurve, '__version__', '?')}, {platform.machine()}, "
+        f"{os.cpu_count()} CPUs"
+    )
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "ops/s":
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def emit(rows: Iterable[Row], *, as_json: bool, title: str = "") -> None:
+    """Print ``rows`` as JSON lines (``as_json``) or as a Markdown table."""
+    rows = list(rows)
+    if as_json:
+        for row in rows:
+            print(json.dumps(asdict(row)))
+        sys.stdout.flush()
+        return
+    if title:
+        print(f"## {title}\n")
+    print("| benchmark | figure | value | unit | ratio | relative to | note |")
+    print("|---|---|---:|---|---:|---|---|")
+    for r in rows:
+        ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
+        print(
+            f"| {r.bench} | {r.name} | {_fmt(r.value, r.unit)} | {r.unit} | {ratio} "
+            f"| {r.reference} | {r.note} |"
+        )

@@ -1,0 +1,218 @@
+"""Run every holdca benchmark and print one table (optionally write docs/performance.md).
+
+Usage::
+
+    python benchmarks/run_all.py                      # about 4 minutes; prints Markdown
+    python benchmarks/run_all.py --output docs/performance.md
+    python benchmarks/run_all.py --quick              # shorter rows, no 1M-entry CRL
+
+Each benchmark runs in its own process (a SoftHSM token or CPU pinning in one must not
+leak into the next). ``bench_cosign.py`` and ``bench_notation.py`` emit their rows as JSON
+lines; the figures of ``bench_atproto.py``, ``bench_crl_ocsp.py`` and
+``bench_pkcs11_threads.py`` are read from their Markdown/text output into the same
+table, and their full output is kept in an appendix. Every row carries a ratio to
+something timed in the same run; absolute figures are for orientation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import Row, environment  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def run(script: str, *args: str, timeout: float = 1800) -> tuple[int, str, str, float]:
+    """(returncode, stdout, stderr, seconds) of ``python benchmarks/<script> args``."""
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(HERE / script), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return 124, "", f"timed out after {timeout} s", time.perf_counter() - t0
+    return proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - t0
+
+
+def json_rows(stdout: str) -> list[Row]:
+    """Rows printed by a benchmark run with ``--json``."""
+    rows = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            rows.append(Row(**json.loads(line)))
+    return rows
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _num(text: str) -> float:
+    return float(text.replace(",", "").split()[0])
+
+
+def atproto_rows(stdout: str) -> list[Row]:
+    """The ops/s rows of bench_atproto.py's first table (ratio to a bare K-256 verify)."""
+    rows = []
+    table = ""
+    for line in stdout.splitlines():
+        if line.startswith("| operation | ops/s"):
+            table = "ops"
+            continue
+        if line.startswith("| step (one proof)"):
+            table = "steps"
+            continue
+        if not line.startswith("|"):
+            table = ""
+            continue
+        cells = _cells(line)
+        if not table or cells[0].startswith("---"):
+            continue
+        if table == "ops":
+            rows.append(
+                Row("atproto", cells[0], _num(cells[1]), ratio=_num(cells[3]),
+                    reference="bare K-256 verify")
+            )  # fmt: skip
+        else:
+            rows.append(
+                Row("atproto", f"step: {cells[0]}", _num(cells[2]), unit="µs",
+                    ratio=_num(cells[1]), reference="bare K-256 verify (ops/s ratio)")
+            )  # fmt: skip
+    return rows
+
+
+def crl_ocsp_rows(stdout: str) -> list[Row]:
+    """CRL sizes/times (ratio to cryptography's builder) and OCSP rates (ratio to one sign)."""
+    rows = []
+    for line in stdout.splitlines():
+        if not line.startswith("|"):
+            continue
+        cells = _cells(line)
+        if re.fullmatch(r"[\d,]+( \(over limit\))?", cells[0]) and len(cells) >= 10:
+            n = cells[0]
+            rows.append(
+                Row("crl", f"build_crl, {n} entries", _num(cells[1]), unit="s",
+                    ratio=_num(cells[7]), reference="cryptography builder, same list",
+                    note=f"{cells[2]} B; heap peak {cells[4]} MiB, RSS +{cells[5]} MiB; "
+                    f"{cells[9]}x the prebuilt-list floor")
+            )  # fmt: skip
+        elif cells[0].startswith("respond_ocsp") and len(cells) >= 4:
+            rows.append(
+                Row("ocsp", cells[0], _num(cells[1]), ratio=_num(cells[3]),
+                    reference="one bare P-256 sign")
+            )  # fmt: skip
+    return rows
+
+
+def pkcs11_rows(stdout: str) -> list[Row]:
+    """Signatures/s per mode and thread count (ratio to python-pkcs11's bare sign)."""
+    rows = []
+    pattern = re.compile(r"^(\S+)\s+(\d+)\s+([\d,]+)\s+(\S+)\s+([\d.]+)$")
+    for line in stdout.splitlines():
+        m = pattern.match(line.strip())
+        if m:
+            mode, threads, value, vs_one, vs_bare = m.groups()
+            rows.append(
+                Row("pkcs11", f"SoftHSM sign, {mode}, {threads} thread(s)", _num(value),
+                    ratio=float(vs_bare), reference="bare python-pkcs11 sign, 1 thread",
+                    note=f"{vs_one} vs 1 thread" if vs_one != "-" else "")
+            )  # fmt: skip
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    """The Markdown table of ``rows``."""
+    out = [
+        "| benchmark | figure | value | unit | ratio | relative to (same run) | note |",
+        "|---|---|---:|---|---:|---|---|",
+    ]
+    for r in rows:
+        if r.unit == "ops/s" or r.value >= 100:
+            value = f"{r.value:,.0f}"
+        else:
+            value = f"{r.value:.3g}"
+        ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
+        out.append(
+            f"| {r.bench} | {r.name} | {value} | {r.unit} | {ratio} | {r.reference} | {r.note} |"
+        )
+    return "\n".join(out)
+
+
+def main() -> int:
+    """Run everything, print the table (and write ``--output``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="0.3 s rows, no 1M CRL")
+    parser.add_argument("--output", type=Path, help="also write this Markdown file")
+    parser.add_argument("--header", type=Path, help="text placed before the table in --output")
+    args = parser.parse_args()
+    secs = "0.3" if args.quick else "1.0"
+    plan: list[tuple[str, list[str], str]] = [
+        ("bench_cosign.py", ["--json", "--seconds", secs], "json"),
+        ("bench_notation.py", ["--json", "--runs", "5" if args.quick else "15"], "json"),
+        ("bench_atproto.py", ["--seconds", secs], "atproto"),
+        ("bench_crl_ocsp.py", [] if args.quick else ["--full"], "crl"),
+        ("bench_pkcs11_threads.py",
+         ["--seconds", "0.5" if args.quick else "2", "--repeats", "1" if args.quick else "3"],
+         "pkcs11"),
+    ]  # fmt: skip
+    parsers = {
+        "json": json_rows,
+        "atproto": atproto_rows,
+        "crl": crl_ocsp_rows,
+        "pkcs11": pkcs11_rows,
+    }
+    rows: list[Row] = []
+    raw: list[tuple[str, str]] = []
+    failures: list[str] = []
+    started = datetime.now(UTC)
+    for script, script_args, kind in plan:
+        print(f"running {script} {' '.join(script_args)} ...", file=sys.stderr, flush=True)
+        code, out, err, took = run(script, *script_args)
+        if code != 0:
+            failures.append(f"{script} exited {code}: {err.strip().splitlines()[-1:] or ''}")
+            print(f"  FAILED ({code}): {err.strip()[-2000:]}", file=sys.stderr)
+        got = parsers[kind](out)
+        if code == 0 and not got:
+            failures.append(f"{script}: no rows recognised in its output")
+        rows += got
+        if kind != "json":
+            raw.append((f"{script} {' '.join(script_args)} ({took:.0f} s)", out.rstrip()))
+        print(f"  {len(got)} rows, {took:.0f} s", file=sys.stderr, flush=True)
+    text = table(rows)
+    print(text)
+    for failure in failures:
+        print(f"\nFAILED: {failure}")
+    if args.output:
+        header = args.header.read_text() if args.header else ""
+        parts = [
+            header.rstrip() + "\n" if header else "",
+            f"Generated {started:%Y-%m-%d %H:%M} UTC by `python benchmarks/run_all.py"
+            f"{' --quick' if args.quick else ''} --output {args.output}` on: {environment()}.\n",
+            text,
+            "",
+            *(f"FAILED: {f}\n" for f in failures),
+            "## Appendix: full output of the component benchmarks\n",
+        ]
+        for title, body in raw:
+            parts += [f"### {title}\n", "```", body, "```", ""]
+        args.output.write_text("\n".join(parts))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
