@@ -91,6 +91,51 @@ def build_requests(records: int, picks: int = 200) -> list[CosignRequest]:
     ]
 
 
+def breakdown(ca: HoldCA, requests: list[CosignRequest], seconds: float) -> list[tuple[str, float]]:
+    """µs per call of each cosign stage, timed alone with the same inputs HoldCA uses."""
+    from holdca.hold.ledger import IssuanceRecord  # noqa: PLC0415
+    from holdca.keys import MemorySigner, SignatureAlgorithm  # noqa: PLC0415
+    from holdca.notation import sign_envelope, signature_manifest  # noqa: PLC0415
+    from holdca.pki import check_notation_profile, issue_leaf, random_serial  # noqa: PLC0415
+
+    state = ca.state(NOW)
+    signer, cert = state.active.signer, state.active.certificate
+    req = requests[0]
+    key = MemorySigner.generate(SignatureAlgorithm.ES256)
+
+    def leaf() -> Any:
+        return issue_leaf(signer, cert, did=req.did, public_key=key.public_key,
+                          subject=SUBJECT, now=NOW, serial=random_serial())  # fmt: skip
+
+    one_leaf = leaf()
+    chain = (one_leaf, *state.chain_suffix)
+    envelope = sign_envelope(key, chain, req.descriptor, now=NOW)
+    serials = itertools.count(1)
+
+    def record() -> None:
+        ca.ledger.record_issuance(
+            IssuanceRecord(next(serials) << 64, req.did, req.descriptor.digest, None, None, NOW,
+                           NOW, b"x" * 530, state.active.ca_id, NOW)
+        )  # fmt: skip
+
+    stages: list[tuple[str, Callable[[], Any]]] = [
+        ("verify_record_proof", lambda: verify_record_proof(
+            req.record_car, req.did_document, req.record_uri, req.descriptor.digest,
+            did=req.did)),
+        ("ephemeral P-256 key (MemorySigner.generate)",
+         lambda: MemorySigner.generate(SignatureAlgorithm.ES256)),
+        ("issue_leaf", leaf),
+        ("sign_envelope (includes check_notation_profile of the chain)",
+         lambda: sign_envelope(key, chain, req.descriptor, now=NOW)),
+        ("  of which check_notation_profile(chain, now)",
+         lambda: check_notation_profile(chain, now=NOW)),
+        ("signature_manifest (re-parses the envelope)",
+         lambda: signature_manifest(envelope, req.descriptor)),
+        (f"ledger.record_issuance ({type(ca.ledger).__name__})", record),
+    ]  # fmt: skip
+    return [(name, 1e6 / rate(fn, seconds / 2)) for name, fn in stages]
+
+
 def open_ca(store: KeyStore, ledger: IssuanceLedger) -> HoldCA:
     """A HoldCA on ``store`` (creating the root key if absent) and ``ledger``."""
     return HoldCA.open(store, ledger, hold_did=HOLD_DID, subject=SUBJECT, now=NOW, create=True)
@@ -248,6 +293,15 @@ def main() -> int:
         mem_sql = open_ca(MemoryKeyStore(), SQLiteLedger(tmp / "mem.sqlite3"))
         r_mem = rate(cosign_fn(mem_sql, requests), secs)
         add("cosign, CA key in memory, SQLite ledger", r_mem, "goal >= 0.5")
+
+        total_us = 1e6 / r_mem
+        for name, us in breakdown(mem_sql, requests, secs):
+            rows.append(Row(BENCH, f"stage: {name}", us, unit="µs", ratio=us / total_us,
+                            reference="share of one cosign (memory CA, SQLite)"))  # fmt: skip
+        mem_ledger_us = breakdown(mem_mem, requests[:1], secs / 4)[-1][1]
+        rows.append(Row(BENCH, "stage: ledger.record_issuance (MemoryLedger)", mem_ledger_us,
+                        unit="µs", ratio=mem_ledger_us / total_us,
+                        reference="share of one cosign (memory CA, SQLite)"))  # fmt: skip
 
         pem = open_ca(PEMKeyStore(tmp / "pem-keys"), SQLiteLedger(tmp / "pem.sqlite3"))
         add("cosign, CA key in a PEM file, SQLite ledger", rate(cosign_fn(pem, requests), secs))

@@ -31,6 +31,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from holdca._fs import atomic_write
 from holdca.errors import ConfigError, HoldCAError, MalformedInputError
 
 __all__ = ["main"]
@@ -160,7 +161,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
         from holdca.hold.config import HoldConfig
 
         HoldConfig.from_env({**_environment(args), **stored})
-        settings.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        atomic_write(settings, (json.dumps(stored, indent=2, sort_keys=True) + "\n").encode())
     elif any(v is not None for v in (args.did, args.country, args.state, args.org)):
         raise _UsageError("--did/--country/--state/--org need --home (or set HOLD_* variables)")
     config = _config(args)
@@ -197,7 +198,7 @@ def _cmd_issue(args: argparse.Namespace) -> int:
     chain = ca.issue(args.did, public_key, now=_now(), validity=validity)
     pem = _pem(chain)
     if args.out:
-        Path(args.out).write_text(pem, encoding="ascii")
+        atomic_write(Path(args.out), pem.encode("ascii"))
     leaf = chain[0]
     summary = (
         f"issued serial {leaf.serial_number:x} to {args.did}, valid until "
@@ -297,7 +298,7 @@ def _cmd_crl(args: argparse.Namespace) -> int:
     crl = ca.crl(_now())
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     if args.out:
-        Path(args.out).write_bytes(crl.public_bytes(serialization.Encoding.DER))
+        atomic_write(Path(args.out), crl.public_bytes(serialization.Encoding.DER))
         _emit(
             args,
             {"crlNumber": number, "entries": len(crl), "path": args.out},
@@ -319,7 +320,7 @@ def _cmd_ocsp(args: argparse.Namespace) -> int:
         if not args.out:
             raise _UsageError("--request needs --out FILE for the DER response")
         der = ca.ocsp(_read(args.request, "OCSP request"), now=_now())
-        Path(args.out).write_bytes(der)
+        atomic_write(Path(args.out), der)
         print(f"OCSP response ({len(der)} bytes) written to {args.out}")
         return 0
     status = ca.status_of(_serial(args.serial))
@@ -371,7 +372,7 @@ def _cmd_trust(args: argparse.Namespace) -> int:
     if args.trust_command == "export":
         pem = _pem(bundle)
         if args.out:
-            Path(args.out).write_text(pem, encoding="ascii")
+            atomic_write(Path(args.out), pem.encode("ascii"))
         _emit(
             args,
             {

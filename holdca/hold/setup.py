@@ -11,7 +11,6 @@ Example::
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from holdca._fs import atomic_write
 from holdca.errors import ConfigError
 from holdca.hold.audit import AuditLog
 from holdca.hold.config import HoldConfig
@@ -94,10 +94,7 @@ def policy_from_config(config: HoldConfig) -> IssuancePolicy:
 
 def write_pem_certificate(path: Path, certs: list[x509.Certificate]) -> None:
     """Write certificates as PEM to ``path`` atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
-    os.replace(tmp, path)
+    atomic_write(path, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
 
 
 def open_hold(

@@ -36,6 +36,7 @@ from types import MappingProxyType
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -603,7 +604,14 @@ def _parse_unprotected_chain(unprotected: Mapping[str, Any]) -> tuple[x509.Certi
     for index, text in enumerate(x5c):
         der = b64std_decode(text, f"x5c[{index}]", _fail)
         try:
-            chain.append(x509.load_der_x509_certificate(der))
+            cert = x509.load_der_x509_certificate(der)
         except ValueError:
             raise JWSFormatError(f"x5c[{index}] is not a DER X.509 certificate") from None
+        # cryptography parses the SubjectPublicKeyInfo lazily: load it now so that an
+        # unsupported or mangled key is a format error here, not an exception later.
+        try:
+            cert.public_key()
+        except (ValueError, UnsupportedAlgorithm):
+            raise JWSFormatError(f"x5c[{index}] has an unsupported or invalid public key") from None
+        chain.append(cert)
     return tuple(chain)

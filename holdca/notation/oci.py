@@ -31,13 +31,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from holdca._fs import atomic_write
 from holdca.errors import MalformedInputError
 from holdca.notation._codec import format_time, strict_json
 from holdca.notation.envelope import MEDIA_TYPE_JWS, Descriptor, parse_envelope
@@ -196,9 +196,9 @@ class OCILayout:
         root = Path(path)
         (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         if not (root / "oci-layout").exists():
-            _atomic_write(root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}', root)
+            atomic_write(root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         if not (root / "index.json").exists():
-            _atomic_write(root / "index.json", b'{"schemaVersion":2,"manifests":[]}', root)
+            atomic_write(root / "index.json", b'{"schemaVersion":2,"manifests":[]}')
         return cls(root)
 
     def __repr__(self) -> str:
@@ -217,7 +217,7 @@ class OCILayout:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         path = self._blob_path(digest)
         if not path.exists():
-            _atomic_write(path, data, path.parent)
+            atomic_write(path, data)
         return digest
 
     def get_blob(self, digest: str, max_size: int = _MAX_ENVELOPE) -> bytes:
@@ -289,7 +289,7 @@ class OCILayout:
             entry_json["annotations"] = annotations
         entries.append(entry_json)
         index["manifests"] = entries
-        _atomic_write(self.path / "index.json", _json(index), self.path)
+        atomic_write(self.path / "index.json", _json(index))
 
     def add_manifest(
         self, manifest: bytes, media_type: str = MEDIA_TYPE_OCI_MANIFEST, *, tag: str | None = None
@@ -432,18 +432,3 @@ class OCILayout:
                 )
             )
         return found
-
-
-def _atomic_write(path: Path, data: bytes, tmp_dir: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".holdca-", dir=tmp_dir)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

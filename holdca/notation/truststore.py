@@ -16,12 +16,10 @@ directory, so a concurrently running notation never sees a partial file).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -31,6 +29,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
+from holdca._fs import atomic_write
 from holdca.errors import TrustStoreError
 from holdca.notation._codec import go_name_string
 from holdca.notation.trustpolicy import TrustPolicy
@@ -272,22 +271,6 @@ class DirectoryTrustStore:
         return f"<DirectoryTrustStore {str(self._config_dir)!r}>"
 
 
-def _atomic_write(path: Path, data: bytes, tmp_dir: Path) -> None:
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".holdca-", dir=tmp_dir)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _file_name(cert: x509.Certificate) -> str:
     der = cert.public_bytes(serialization.Encoding.DER)
     cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
@@ -324,7 +307,7 @@ def write_trust_store(
         path = directory / _file_name(cert)
         pem = cert.public_bytes(serialization.Encoding.PEM)
         if not (path.is_file() and path.read_bytes() == pem):
-            _atomic_write(path, pem, directory.parent)
+            atomic_write(path, pem, tmp_dir=directory.parent)
         paths.append(path)
     return paths
 
@@ -339,5 +322,5 @@ def write_trust_policy(config_dir: str | os.PathLike[str], policy: TrustPolicy) 
     directory = Path(config_dir)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "trustpolicy.json"
-    _atomic_write(path, data, directory)
+    atomic_write(path, data, tmp_dir=directory)
     return path

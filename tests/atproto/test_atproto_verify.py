@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import libipld
 import pytest
 from atproto_core import car as oracle_car
 from atproto_crypto.verify import verify_signature as oracle_verify
@@ -134,10 +135,19 @@ def test_inclusion_and_absence(
 ) -> None:
     repo, uris = repo_and_uris
     doc = repo.did_document()
+    # independent oracle on the whole repo: MarshalX decodes it, libipld re-encodes the
+    # unsigned commit, MarshalX verifies the signature; every record block carries its digest
+    oracle = oracle_car.CAR.from_bytes(repo.full_car())
+    commit = oracle.blocks[oracle.root]
+    unsigned = libipld.encode_dag_cbor({k: v for k, v in commit.items() if k != "sig"})
+    assert oracle_verify(repo.signing_key, unsigned, commit["sig"])
+    oracle_digests = {c.encode(): b["digest"] for c, b in oracle.blocks.items() if "digest" in b}
     for uri in uris:
         digest = repo.records[uri.split("/", 3)[3]]["digest"]
         verified = verify_record_proof(repo.get_record_car(uri), doc, uri, digest)
         assert verified.record_cid == repo.record_cid(uri)
+        assert oracle_digests[str(verified.record_cid)] == digest
+        assert str(verified.commit_cid) == oracle.root.encode()
     present = set(uris)
     for rkey in others:
         uri = f"at://{repo.did}/io.atcr.manifest/{rkey}"
@@ -211,13 +221,34 @@ def test_any_flipped_byte_fails_typed(pos: int, xor: int) -> None:
         verify_record_proof(bytes(data), _FLIP_DOC, _FLIP_URIS[17], f"sha256:{17:064x}")
 
 
-def test_every_single_bit_flip_fails() -> None:
+@pytest.mark.parametrize(("method", "curve"), [("plc", "k256"), ("web", "p256")])
+def test_every_single_bit_flip_fails(method: str, curve: str) -> None:
     """Exhaustive over positions (one bit each): no flip slips through or escapes untyped."""
-    for pos in range(len(_FLIP_CAR)):
-        data = bytearray(_FLIP_CAR)
-        data[pos] ^= 0x01
+    repo = TestRepo.create(method, curve)  # type: ignore[arg-type]
+    uris = repo.put_manifests([f"sha256:{i:064x}" for i in range(60)])
+    car, doc = repo.get_record_car(uris[17]), repo.did_document()
+    verify_record_proof(car, doc, uris[17], f"sha256:{17:064x}")
+    for pos in range(len(car)):
+        data = bytearray(car)
+        data[pos] ^= 0x01 << (pos % 8)
         with pytest.raises(HoldCAError):
-            verify_record_proof(bytes(data), _FLIP_DOC, _FLIP_URIS[17], f"sha256:{17:064x}")
+            verify_record_proof(bytes(data), doc, uris[17], f"sha256:{17:064x}")
+
+
+@settings(max_examples=200)
+@given(
+    doc=st.binary(max_size=300) | st.just(_FLIP_DOC),
+    uri=st.text(max_size=80) | st.just(_FLIP_URIS[17]),
+    digest=st.text(max_size=80) | st.just(f"sha256:{17:064x}"),
+    did=st.none() | st.text(max_size=40),
+)
+def test_fuzz_entry_point_arguments(doc: bytes, uri: str, digest: str, did: str | None) -> None:
+    """Garbage in any argument gives a typed holdca error, never an uncaught exception."""
+    try:
+        verify_record_proof(_FLIP_CAR, doc, uri, digest, did=did)
+    except HoldCAError:
+        return
+    assert (doc, uri, digest) == (_FLIP_DOC, _FLIP_URIS[17], f"sha256:{17:064x}")
 
 
 @settings(max_examples=25)

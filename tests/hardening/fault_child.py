@@ -6,6 +6,7 @@ the parent knows what the child was told had succeeded before it was killed.
 
 Modes:
     pem     PEMKeyStore(DIR/keys).generate("k<n>") for n = 0, 1, ...
+    many    N cosigns (N = LIMIT), then exit 0 (for the two-process ledger test)
     cosign  HoldCA (PEM key store DIR/keys, SQLite ledger DIR/ledger.sqlite3).cosign(...)
     crl     revoke one certificate, then ``holdca crl --out DIR/ca.crl`` (the CLI, in-process)
     fsize   like ``cosign`` but with RLIMIT_FSIZE = LIMIT bytes (disk full: EFBIG); prints
@@ -85,6 +86,11 @@ def main(argv: list[str]) -> int:
     ca = open_ca(directory)
     reqs = requests()
     say("ready")
+    if mode == "many":
+        for i in range(int(argv[2])):
+            response = ca.cosign(reqs[i % len(reqs)], now=NOW + timedelta(seconds=i))
+            say(f"ok {response.serial:x}")
+        return 0
     if mode == "fsize":
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         limit = int(argv[2])

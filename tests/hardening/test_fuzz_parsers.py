@@ -157,7 +157,10 @@ def test_fuzz_jws_envelope(data: bytes) -> None:
     fuzz_bytes([signature_manifest(envelope_seed()[0], envelope_seed()[1])], max_size=2048),
     st.sampled_from(["blob", "index"]),
 )
-@settings(suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    suppress_health_check=[HealthCheck.too_slow],
+    max_examples=min(settings.default.max_examples, 1000),  # file I/O per input: cap it
+)
 def test_fuzz_oci_layout(data: bytes, where: str) -> None:
     """A hostile manifest (or index.json) in an OCI layout: listing signatures parses or refuses."""
     envelope, image = envelope_seed()
