@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import (  # noqa: E402
+from _harness import (
     Primitives,
     Row,
     emit,
@@ -50,14 +50,14 @@ from _harness import (  # noqa: E402
     rate,
 )
 
-from holdca.atproto.verify import verify_record_proof  # noqa: E402
-from holdca.hold import CosignRequest, HoldCA, MemoryLedger, SQLiteLedger  # noqa: E402
-from holdca.hold.ledger import IssuanceLedger  # noqa: E402
-from holdca.keys import KeyStore, MemoryKeyStore  # noqa: E402
-from holdca.keys.pem import PEMKeyStore  # noqa: E402
-from holdca.notation import Descriptor  # noqa: E402
-from holdca.pki import SubjectInfo  # noqa: E402
-from holdca.testing.atproto import TestRepo  # noqa: E402
+from holdca.atproto.verify import verify_record_proof
+from holdca.hold import CosignRequest, HoldCA, MemoryLedger, SQLiteLedger
+from holdca.hold.ledger import IssuanceLedger
+from holdca.keys import KeyStore, MemoryKeyStore
+from holdca.keys.pem import PEMKeyStore
+from holdca.notation import Descriptor
+from holdca.pki import SubjectInfo
+from holdca.testing.atproto import TestRepo
 
 BENCH = "cosign"
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -104,8 +104,15 @@ def breakdown(ca: HoldCA, requests: list[CosignRequest], seconds: float) -> list
     key = MemorySigner.generate(SignatureAlgorithm.ES256)
 
     def leaf() -> Any:
-        return issue_leaf(signer, cert, did=req.did, public_key=key.public_key,
-                          subject=SUBJECT, now=NOW, serial=random_serial())  # fmt: skip
+        return issue_leaf(
+            signer,
+            cert,
+            did=req.did,
+            public_key=key.public_key,
+            subject=SUBJECT,
+            now=NOW,
+            serial=random_serial(),
+        )
 
     one_leaf = leaf()
     chain = (one_leaf, *state.chain_suffix)
@@ -114,25 +121,46 @@ def breakdown(ca: HoldCA, requests: list[CosignRequest], seconds: float) -> list
 
     def record() -> None:
         ca.ledger.record_issuance(
-            IssuanceRecord(next(serials) << 64, req.did, req.descriptor.digest, None, None, NOW,
-                           NOW, b"x" * 530, state.active.ca_id, NOW)
-        )  # fmt: skip
+            IssuanceRecord(
+                next(serials) << 64,
+                req.did,
+                req.descriptor.digest,
+                None,
+                None,
+                NOW,
+                NOW,
+                b"x" * 530,
+                state.active.ca_id,
+                NOW,
+            )
+        )
 
     stages: list[tuple[str, Callable[[], Any]]] = [
-        ("verify_record_proof", lambda: verify_record_proof(
-            req.record_car, req.did_document, req.record_uri, req.descriptor.digest,
-            did=req.did)),
-        ("ephemeral P-256 key (MemorySigner.generate)",
-         lambda: MemorySigner.generate(SignatureAlgorithm.ES256)),
+        (
+            "verify_record_proof",
+            lambda: verify_record_proof(
+                req.record_car, req.did_document, req.record_uri, req.descriptor.digest, did=req.did
+            ),
+        ),
+        (
+            "ephemeral P-256 key (MemorySigner.generate)",
+            lambda: MemorySigner.generate(SignatureAlgorithm.ES256),
+        ),
         ("issue_leaf", leaf),
-        ("sign_envelope (includes check_notation_profile of the chain)",
-         lambda: sign_envelope(key, chain, req.descriptor, now=NOW)),
-        ("  of which check_notation_profile(chain, now)",
-         lambda: check_notation_profile(chain, now=NOW)),
-        ("signature_manifest (re-parses the envelope)",
-         lambda: signature_manifest(envelope, req.descriptor)),
+        (
+            "sign_envelope (includes check_notation_profile of the chain)",
+            lambda: sign_envelope(key, chain, req.descriptor, now=NOW),
+        ),
+        (
+            "  of which check_notation_profile(chain, now)",
+            lambda: check_notation_profile(chain, now=NOW),
+        ),
+        (
+            "signature_manifest (re-parses the envelope)",
+            lambda: signature_manifest(envelope, req.descriptor),
+        ),
         (f"ledger.record_issuance ({type(ca.ledger).__name__})", record),
-    ]  # fmt: skip
+    ]
     return [(name, 1e6 / rate(fn, seconds / 2)) for name, fn in stages]
 
 
@@ -193,7 +221,9 @@ def scaling(
         open_ca(PEMKeyStore(key_dir), MemoryLedger())
     run = tmp / f"run-{workers}-{'shared' if shared else 'own'}-{time.monotonic_ns()}"
     run.mkdir()
-    ledgers = [run / ("ledger.sqlite3" if shared else f"ledger-{n}.sqlite3") for n in range(workers)]
+    ledgers = [
+        run / ("ledger.sqlite3" if shared else f"ledger-{n}.sqlite3") for n in range(workers)
+    ]
     open_ca(PEMKeyStore(key_dir), SQLiteLedger(ledgers[0])).ledger.close()  # create schema
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     start = ctx.Barrier(workers)
@@ -215,7 +245,7 @@ def scaling(
     ]
     for p in procs:
         p.start()
-    results = [out.get(timeout=120 + seconds * 4) for _ in procs]
+    results: list[tuple[int, float, float]] = [out.get(timeout=120 + seconds * 4) for _ in procs]
     for p in procs:
         p.join(timeout=30)
     t0 = min(r[1] for r in results)
@@ -272,8 +302,9 @@ def main() -> int:
         rows += primitive_rows(BENCH, prims)
 
         def add(name: str, value: float, note: str = "") -> None:
-            rows.append(Row(BENCH, name, value, ratio=value / prims.limit, reference="limit",
-                            note=note))  # fmt: skip
+            rows.append(
+                Row(BENCH, name, value, ratio=value / prims.limit, reference="limit", note=note)
+            )
 
         req = requests[0]
         cycle = itertools.cycle(requests)
@@ -284,8 +315,11 @@ def main() -> int:
                 r.record_car, r.did_document, r.record_uri, r.descriptor.digest, did=r.did
             )
 
-        add("verify_record_proof alone (10k-record repo)", rate(verify_only, secs),
-            f"CAR {len(req.record_car)} B")  # fmt: skip
+        add(
+            "verify_record_proof alone (10k-record repo)",
+            rate(verify_only, secs),
+            f"CAR {len(req.record_car)} B",
+        )
 
         mem_mem = open_ca(MemoryKeyStore(), MemoryLedger())
         add("cosign, CA key in memory, MemoryLedger", rate(cosign_fn(mem_mem, requests), secs))
@@ -296,12 +330,27 @@ def main() -> int:
 
         total_us = 1e6 / r_mem
         for name, us in breakdown(mem_sql, requests, secs):
-            rows.append(Row(BENCH, f"stage: {name}", us, unit="µs", ratio=us / total_us,
-                            reference="share of one cosign (memory CA, SQLite)"))  # fmt: skip
+            rows.append(
+                Row(
+                    BENCH,
+                    f"stage: {name}",
+                    us,
+                    unit="µs",
+                    ratio=us / total_us,
+                    reference="share of one cosign (memory CA, SQLite)",
+                )
+            )
         mem_ledger_us = breakdown(mem_mem, requests[:1], secs / 4)[-1][1]
-        rows.append(Row(BENCH, "stage: ledger.record_issuance (MemoryLedger)", mem_ledger_us,
-                        unit="µs", ratio=mem_ledger_us / total_us,
-                        reference="share of one cosign (memory CA, SQLite)"))  # fmt: skip
+        rows.append(
+            Row(
+                BENCH,
+                "stage: ledger.record_issuance (MemoryLedger)",
+                mem_ledger_us,
+                unit="µs",
+                ratio=mem_ledger_us / total_us,
+                reference="share of one cosign (memory CA, SQLite)",
+            )
+        )
 
         pem = open_ca(PEMKeyStore(tmp / "pem-keys"), SQLiteLedger(tmp / "pem.sqlite3"))
         add("cosign, CA key in a PEM file, SQLite ledger", rate(cosign_fn(pem, requests), secs))
@@ -311,8 +360,11 @@ def main() -> int:
             rows.append(Row(BENCH, "cosign, CA key on SoftHSM", 0.0, note="SoftHSM missing"))
         else:
             hsm = open_ca(store, SQLiteLedger(tmp / "hsm.sqlite3"))
-            add("cosign, CA key on SoftHSM, SQLite ledger", rate(cosign_fn(hsm, requests), secs),
-                "goal >= 0.3")  # fmt: skip
+            add(
+                "cosign, CA key on SoftHSM, SQLite ledger",
+                rate(cosign_fn(hsm, requests), secs),
+                "goal >= 0.3",
+            )
 
         if not args.no_scaling:
             if cpu is not None:  # unpin: the workers pick their own cores
@@ -323,8 +375,16 @@ def main() -> int:
                 one = scaling(1, requests, span, tmp, shared=shared)
                 two = scaling(2, requests, span, tmp, shared=shared)
                 add(f"cosign, 1 worker process, PEM CA, {label}", one)
-                rows.append(Row(BENCH, f"cosign, 2 worker processes, PEM CA, {label}", two,
-                                ratio=two / one, reference="1 worker", note="goal >= 1.8"))  # fmt: skip
+                rows.append(
+                    Row(
+                        BENCH,
+                        f"cosign, 2 worker processes, PEM CA, {label}",
+                        two,
+                        ratio=two / one,
+                        reference="1 worker",
+                        note="goal >= 1.8",
+                    )
+                )
     if not args.json:
         print(f"{environment()}; repo of {args.records} records built in {build_s:.1f} s\n")
     emit(rows, as_json=args.json, title="cosign end to end")

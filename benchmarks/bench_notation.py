@@ -29,19 +29,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Row, emit, environment  # noqa: E402
-from cryptography.hazmat.primitives import serialization  # noqa: E402
+from _harness import Row, emit, environment
+from cryptography.hazmat.primitives import serialization
 
-from holdca.keys import MemorySigner  # noqa: E402
-from holdca.notation import (  # noqa: E402
+from holdca.keys import MemorySigner
+from holdca.notation import (
     OCILayout,
     hold_trust_policy,
     sign_envelope,
     write_trust_policy,
     write_trust_store,
 )
-from holdca.pki import SubjectInfo, issue_leaf, issue_root  # noqa: E402
-from holdca.testing.oci import build_test_image  # noqa: E402
+from holdca.pki import SubjectInfo, issue_leaf, issue_root
+from holdca.testing.oci import build_test_image
 
 BENCH = "notation"
 SCOPE = "local/holdca"
@@ -114,7 +114,7 @@ def main() -> int:
         theirs = OCILayout.create(tmp / "notation")
         same = build_test_image(theirs, content=b"holdca bench image\n")
         assert same.digest == image.digest
-        key_pem = leaf_key.private_key.private_bytes(  # type: ignore[attr-defined]
+        key_pem = leaf_key.private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
@@ -164,13 +164,25 @@ def main() -> int:
         m_ours = statistics.median(t_ours) * 1000
         m_theirs = statistics.median(t_theirs) * 1000
     rows = [
-        Row(BENCH, "notation verify, notation-made signature (same key and chain)", m_theirs,
-            unit="ms", ratio=1.0, reference="notation-made",
-            note=f"median of {args.runs}; envelope {len(their_env)} B"),
-        Row(BENCH, "notation verify, holdca-made signature", m_ours, unit="ms",
-            ratio=m_ours / m_theirs, reference="notation-made",
-            note=f"median of {args.runs}; envelope {len(envelope)} B"),
-    ]  # fmt: skip
+        Row(
+            BENCH,
+            "notation verify, notation-made signature (same key and chain)",
+            m_theirs,
+            unit="ms",
+            ratio=1.0,
+            reference="notation-made",
+            note=f"median of {args.runs}; envelope {len(their_env)} B",
+        ),
+        Row(
+            BENCH,
+            "notation verify, holdca-made signature",
+            m_ours,
+            unit="ms",
+            ratio=m_ours / m_theirs,
+            reference="notation-made",
+            note=f"median of {args.runs}; envelope {len(envelope)} B",
+        ),
+    ]
     if not args.json:
         print(f"{environment()}; {binary}\n")
     emit(rows, as_json=args.json, title="notation-side cost")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Row, environment  # noqa: E402
+from _harness import Row, environment
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,8 +51,8 @@ def run(script: str, *args: str, timeout: float = 1800) -> tuple[int, str, str, 
 def json_rows(stdout: str) -> list[Row]:
     """Rows printed by a benchmark run with ``--json``."""
     rows = []
-    for line in stdout.splitlines():
-        line = line.strip()
+    for raw in stdout.splitlines():
+        line = raw.strip()
         if line.startswith("{"):
             rows.append(Row(**json.loads(line)))
     return rows
@@ -85,14 +85,25 @@ def atproto_rows(stdout: str) -> list[Row]:
             continue
         if table == "ops":
             rows.append(
-                Row("atproto", cells[0], _num(cells[1]), ratio=_num(cells[3]),
-                    reference="bare K-256 verify")
-            )  # fmt: skip
+                Row(
+                    "atproto",
+                    cells[0],
+                    _num(cells[1]),
+                    ratio=_num(cells[3]),
+                    reference="bare K-256 verify",
+                )
+            )
         else:
             rows.append(
-                Row("atproto", f"step: {cells[0]}", _num(cells[2]), unit="µs",
-                    ratio=_num(cells[1]), reference="bare K-256 verify (ops/s ratio)")
-            )  # fmt: skip
+                Row(
+                    "atproto",
+                    f"step: {cells[0]}",
+                    _num(cells[2]),
+                    unit="µs",
+                    ratio=_num(cells[1]),
+                    reference="bare K-256 verify (ops/s ratio)",
+                )
+            )
     return rows
 
 
@@ -106,16 +117,27 @@ def crl_ocsp_rows(stdout: str) -> list[Row]:
         if re.fullmatch(r"[\d,]+( \(over limit\))?", cells[0]) and len(cells) >= 10:
             n = cells[0]
             rows.append(
-                Row("crl", f"build_crl, {n} entries", _num(cells[1]), unit="s",
-                    ratio=_num(cells[7]), reference="cryptography builder, same list",
+                Row(
+                    "crl",
+                    f"build_crl, {n} entries",
+                    _num(cells[1]),
+                    unit="s",
+                    ratio=_num(cells[7]),
+                    reference="cryptography builder, same list",
                     note=f"{cells[2]} B; heap peak {cells[4]} MiB, RSS +{cells[5]} MiB; "
-                    f"{cells[9]}x the prebuilt-list floor")
-            )  # fmt: skip
+                    f"{cells[9]}x the prebuilt-list floor",
+                )
+            )
         elif cells[0].startswith("respond_ocsp") and len(cells) >= 4:
             rows.append(
-                Row("ocsp", cells[0], _num(cells[1]), ratio=_num(cells[3]),
-                    reference="one bare P-256 sign")
-            )  # fmt: skip
+                Row(
+                    "ocsp",
+                    cells[0],
+                    _num(cells[1]),
+                    ratio=_num(cells[3]),
+                    reference="one bare P-256 sign",
+                )
+            )
     return rows
 
 
@@ -128,10 +150,15 @@ def pkcs11_rows(stdout: str) -> list[Row]:
         if m:
             mode, threads, value, vs_one, vs_bare = m.groups()
             rows.append(
-                Row("pkcs11", f"SoftHSM sign, {mode}, {threads} thread(s)", _num(value),
-                    ratio=float(vs_bare), reference="bare python-pkcs11 sign, 1 thread",
-                    note=f"{vs_one} vs 1 thread" if vs_one != "-" else "")
-            )  # fmt: skip
+                Row(
+                    "pkcs11",
+                    f"SoftHSM sign, {mode}, {threads} thread(s)",
+                    _num(value),
+                    ratio=float(vs_bare),
+                    reference="bare python-pkcs11 sign, 1 thread",
+                    note=f"{vs_one} vs 1 thread" if vs_one != "-" else "",
+                )
+            )
     return rows
 
 
@@ -142,10 +169,8 @@ def table(rows: list[Row]) -> str:
         "|---|---|---:|---|---:|---|---|",
     ]
     for r in rows:
-        if r.unit == "ops/s" or r.value >= 100:
-            value = f"{r.value:,.0f}"
-        else:
-            value = f"{r.value:.3g}"
+        big = r.unit == "ops/s" or r.value >= 100
+        value = f"{r.value:,.0f}" if big else f"{r.value:.3g}"
         ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
         out.append(
             f"| {r.bench} | {r.name} | {value} | {r.unit} | {ratio} | {r.reference} | {r.note} |"
@@ -166,10 +191,12 @@ def main() -> int:
         ("bench_notation.py", ["--json", "--runs", "5" if args.quick else "15"], "json"),
         ("bench_atproto.py", ["--seconds", secs], "atproto"),
         ("bench_crl_ocsp.py", [] if args.quick else ["--full"], "crl"),
-        ("bench_pkcs11_threads.py",
-         ["--seconds", "0.5" if args.quick else "2", "--repeats", "1" if args.quick else "3"],
-         "pkcs11"),
-    ]  # fmt: skip
+        (
+            "bench_pkcs11_threads.py",
+            ["--seconds", "0.5" if args.quick else "2", "--repeats", "1" if args.quick else "3"],
+            "pkcs11",
+        ),
+    ]
     parsers = {
         "json": json_rows,
         "atproto": atproto_rows,

@@ -42,9 +42,15 @@ def test_sixteen_threads_cosign_on_softhsm(softhsm: SoftHSM, tmp_path: Path) -> 
     store = softhsm.keystore()
     label = "threads-" + os.urandom(4).hex()
     ledger_path = tmp_path / "ledger.sqlite3"
-    ca = HoldCA.open(store, SQLiteLedger(ledger_path), hold_did=fault_child.HOLD_DID,
-                     subject=fault_child.SUBJECT, now=fault_child.NOW, create=True,
-                     key_label=label)  # fmt: skip
+    ca = HoldCA.open(
+        store,
+        SQLiteLedger(ledger_path),
+        hold_did=fault_child.HOLD_DID,
+        subject=fault_child.SUBJECT,
+        now=fault_child.NOW,
+        create=True,
+        key_label=label,
+    )
     reqs = fault_child.requests(THREADS)
     serials: list[int] = []
     certs: list[x509.Certificate] = []
@@ -60,7 +66,7 @@ def test_sixteen_threads_cosign_on_softhsm(softhsm: SoftHSM, tmp_path: Path) -> 
                 with lock:
                     serials.append(response.serial)
                     certs.append(response.certificate)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
@@ -84,8 +90,14 @@ def test_sixteen_threads_cosign_on_softhsm(softhsm: SoftHSM, tmp_path: Path) -> 
 
 def test_two_processes_share_one_sqlite_ledger(tmp_path: Path) -> None:
     fault_child.open_ca(tmp_path).ledger.close()
-    cmd = [sys.executable, "-m", "tests.hardening.fault_child", "many", str(tmp_path),
-           str(PER_PROCESS)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.hardening.fault_child",
+        "many",
+        str(tmp_path),
+        str(PER_PROCESS),
+    ]
     procs = [
         subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)

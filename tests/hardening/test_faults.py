@@ -40,17 +40,17 @@ from holdca.hold import HoldCA, MemoryLedger, SQLiteLedger
 from holdca.keys.pem import PEMKeyStore
 from holdca.pki import SubjectInfo
 from tests.conftest import SoftHSM
-from tests.tools import missing
 from tests.hardening import fault_child
 from tests.hardening.tally import count
+from tests.tools import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 try:
-    from pkcs11.exceptions import PKCS11Error as _PKCS11_ERROR
+    from pkcs11.exceptions import PKCS11Error
 except ImportError:  # pragma: no cover - the hsm tests fail or skip through the fixture
-    _PKCS11_ERROR = Exception  # type: ignore[assignment,misc]
+    PKCS11Error = Exception  # type: ignore[assignment,misc]
 ROUNDS = int(os.environ.get("HOLDCA_FAULT_ROUNDS", "4"))
-rng = random.Random()  # noqa: S311 - kill timing, not security
+rng = random.Random()
 
 
 class Child:
@@ -91,15 +91,15 @@ def _verifies(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     assert isinstance(key, ec.EllipticCurvePublicKey)
     try:
         cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, Exception):  # noqa: BLE001
+    except (ValueError, TypeError, Exception):
         return False
     return True
 
 
 @pytest.fixture
-def hold_dir(tmp_path: Path) -> Iterator[Path]:
+def hold_dir(tmp_path: Path) -> Path:
     fault_child.open_ca(tmp_path).ledger.close()  # the CA key and ledger exist before any kill
-    yield tmp_path
+    return tmp_path
 
 
 def _integrity(path: Path) -> None:
@@ -124,7 +124,9 @@ def test_kill_during_key_write(tmp_path: Path) -> None:
         for label in labels:
             signer = store.load(label)  # complete, or it would raise KeyFileCorruptError
             sig = signer.sign(b"after the kill")
-            signer.public_key.verify(sig, b"after the kill", ec.ECDSA(hashes.SHA256()))
+            public = signer.public_key
+            assert isinstance(public, ec.EllipticCurvePublicKey)
+            public.verify(sig, b"after the kill", ec.ECDSA(hashes.SHA256()))
         count("fault.pem.keys_checked", len(labels))
 
 
@@ -148,8 +150,10 @@ def test_kill_during_ledger_write(hold_dir: Path) -> None:
     ca = fault_child.open_ca(hold_dir)
     conn = sqlite3.connect(ledger_path)
     try:
-        certs = [x509.load_der_x509_certificate(r[0]) for r in conn.execute(
-            "SELECT certificate FROM issuance")]  # fmt: skip
+        certs = [
+            x509.load_der_x509_certificate(r[0])
+            for r in conn.execute("SELECT certificate FROM issuance")
+        ]
     finally:
         conn.close()
     assert all(_verifies(c, ca.certificate) for c in certs)
@@ -169,15 +173,11 @@ def test_kill_during_crl_publication(hold_dir: Path) -> None:
         number, _ = ca.ledger.next_crl_number(ca.ca_id, fault_child.NOW)
         numbers.append(number)
         if crl_path.exists():
-            data = crl_path.read_bytes()
-            try:
-                crl = x509.load_der_x509_crl(data)
-            except ValueError:
-                count("fault.crl.torn_file")  # see test_crl_publication_disk_full
-            else:
-                assert crl.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
-                published = crl.extensions.get_extension_for_class(x509.CRLNumber).value
-                assert published.crl_number < number
+            crl = x509.load_der_x509_crl(crl_path.read_bytes())  # a torn file: ValueError
+            assert crl.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
+            published = crl.extensions.get_extension_for_class(x509.CRLNumber).value
+            assert published.crl_number < number
+            count("fault.crl.file_checked")
         ca.ledger.close()
     assert numbers == sorted(set(numbers))  # strictly increasing across kills
 
@@ -222,8 +222,13 @@ def test_disk_full_during_key_write(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         "try:\n    store.generate('new-short-write')\nexcept KeyStoreError as e:\n"
         "    print('refused', type(e.__cause__).__name__)"
     )
-    out = subprocess.run([sys.executable, "-c", child, str(keys)], cwd=ROOT, capture_output=True,
-                         text=True, check=False)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", child, str(keys)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     count("fault.disk_full")
     assert out.stdout.startswith("refused"), out.stdout + out.stderr
     assert store.labels() == ["existing"]
@@ -247,8 +252,11 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     """An 8 KiB tmpfs (needs root): a real ENOSPC once it is full."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(mnt)],
-                          capture_output=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(mnt)],
+        capture_output=True,
+        check=False,
+    )
     if done.returncode != 0:
         missing("permission to mount a tmpfs (run as root)")
     try:
@@ -272,8 +280,9 @@ def test_crl_publication_disk_full(hold_dir: Path, tiny_fs: Path) -> None:
     def revoke(n: int) -> None:
         ca = fault_child.open_ca(hold_dir)
         for i in range(n):
-            leaf = ca.issue("did:plc:ewvi7nxzyoun6zhxrhs64oiz", ca.certificate.public_key(),
-                            now=fault_child.NOW)[0]  # fmt: skip
+            leaf = ca.issue(
+                "did:plc:ewvi7nxzyoun6zhxrhs64oiz", ca.certificate.public_key(), now=fault_child.NOW
+            )[0]
             ca.revoke(serial=leaf.serial_number, now=fault_child.NOW + timedelta(seconds=i))
         ca.ledger.close()
 
@@ -296,9 +305,15 @@ def test_pkcs11_sessions_lost_during_cosigns(softhsm: SoftHSM, tmp_path: Path) -
     """Sessions closed under a running hold: it recovers; every issued leaf is the CA's."""
     store = softhsm.keystore()
     label = "faults-" + os.urandom(4).hex()
-    ca = HoldCA.open(store, SQLiteLedger(tmp_path / "l.sqlite3"), hold_did=fault_child.HOLD_DID,
-                     subject=fault_child.SUBJECT, now=fault_child.NOW, create=True,
-                     key_label=label)  # fmt: skip
+    ca = HoldCA.open(
+        store,
+        SQLiteLedger(tmp_path / "l.sqlite3"),
+        hold_did=fault_child.HOLD_DID,
+        subject=fault_child.SUBJECT,
+        now=fault_child.NOW,
+        create=True,
+        key_label=label,
+    )
     reqs = fault_child.requests(8)
     try:
         issued = []
@@ -326,7 +341,7 @@ def test_pkcs11_sessions_lost_during_cosigns(softhsm: SoftHSM, tmp_path: Path) -
 @pytest.mark.hsm
 @pytest.mark.xfail(
     strict=True,
-    raises=_PKCS11_ERROR,
+    raises=PKCS11Error,
     reason="holdca/keys/_p11.py Token._login calls token.open() outside any error mapping: "
     "a token removed during session recovery escapes as a raw "
     "pkcs11.exceptions.TokenNotPresent instead of SignerError (reported)",
@@ -337,9 +352,15 @@ def test_pkcs11_token_removed(softhsm: SoftHSM, monkeypatch: pytest.MonkeyPatch)
 
     store = softhsm.keystore()
     label = "removed-" + os.urandom(4).hex()
-    ca = HoldCA.open(store, MemoryLedger(), hold_did=fault_child.HOLD_DID,
-                     subject=fault_child.SUBJECT, now=fault_child.NOW, create=True,
-                     key_label=label)  # fmt: skip
+    ca = HoldCA.open(
+        store,
+        MemoryLedger(),
+        hold_did=fault_child.HOLD_DID,
+        subject=fault_child.SUBJECT,
+        now=fault_child.NOW,
+        create=True,
+        key_label=label,
+    )
     reqs = fault_child.requests(2)
     try:
         ca.cosign(reqs[0], now=fault_child.NOW)
@@ -371,9 +392,14 @@ def test_clock_backwards_crl_monotonic(tmp_path: Path, ledger_kind: str) -> None
     ledger = SQLiteLedger(tmp_path / "l.sqlite3") if ledger_kind == "sqlite" else MemoryLedger()
     from holdca.keys import MemoryKeyStore  # noqa: PLC0415
 
-    ca = HoldCA.open(MemoryKeyStore(), ledger, hold_did=fault_child.HOLD_DID,
-                     subject=SubjectInfo("US", "CA", "Clock Hold"), now=fault_child.NOW,
-                     create=True)  # fmt: skip
+    ca = HoldCA.open(
+        MemoryKeyStore(),
+        ledger,
+        hold_did=fault_child.HOLD_DID,
+        subject=SubjectInfo("US", "CA", "Clock Hold"),
+        now=fault_child.NOW,
+        create=True,
+    )
     t = fault_child.NOW + timedelta(days=2)  # jumps back stay inside the CA's validity
     last_number, last_update = 0, datetime.min.replace(tzinfo=UTC)
     for step in range(30):
@@ -381,8 +407,9 @@ def test_clock_backwards_crl_monotonic(tmp_path: Path, ledger_kind: str) -> None
         t = t + jump
         count("fault.clock_jump")
         if step % 3 == 0:
-            leaf = ca.issue("did:plc:ewvi7nxzyoun6zhxrhs64oiz", ca.certificate.public_key(),
-                            now=t)[0]  # fmt: skip
+            leaf = ca.issue("did:plc:ewvi7nxzyoun6zhxrhs64oiz", ca.certificate.public_key(), now=t)[
+                0
+            ]
             ca.revoke(serial=leaf.serial_number, now=t)
         ca._crl_cache.clear()  # force a fresh CRL each step (as a new process would)
         crl = ca.crl(t)
@@ -391,4 +418,3 @@ def test_clock_backwards_crl_monotonic(tmp_path: Path, ledger_kind: str) -> None
         assert crl.last_update_utc >= last_update
         assert crl.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
         last_number, last_update = number, crl.last_update_utc
-

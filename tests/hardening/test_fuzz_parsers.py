@@ -75,8 +75,9 @@ MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 @cache
 def ca() -> tuple[MemorySigner, Any]:
     signer = MemorySigner.generate()
-    return signer, issue_root(signer, hold_did="did:web:hold.fuzz.example.com", subject=SUBJECT,
-                              now=NOW)  # fmt: skip
+    return signer, issue_root(
+        signer, hold_did="did:web:hold.fuzz.example.com", subject=SUBJECT, now=NOW
+    )
 
 
 @cache
@@ -117,20 +118,49 @@ def ocsp_seed() -> bytes:
 
 TRUST_POLICY_SEED = hold_trust_policy(store="hold").to_json()
 TRUST_POLICY_WORDS = [
-    "version", "1.0", "trustPolicies", "name", "registryScopes", "*", "signatureVerification",
-    "level", "strict", "permissive", "audit", "skip", "override", "integrity", "authenticity",
-    "revocation", "expiry", "authenticTimestamp", "log", "enforce", "trustStores", "ca:hold",
-    "signingAuthority:hold", "tsa:t", "trustedIdentities", "x509.subject: C=US, ST=CA, O=H, CN=x",
-    "local/holdca", "", "verifyTimestamp", "always", "afterCertExpiry",
-]  # fmt: skip
+    "version",
+    "1.0",
+    "trustPolicies",
+    "name",
+    "registryScopes",
+    "*",
+    "signatureVerification",
+    "level",
+    "strict",
+    "permissive",
+    "audit",
+    "skip",
+    "override",
+    "integrity",
+    "authenticity",
+    "revocation",
+    "expiry",
+    "authenticTimestamp",
+    "log",
+    "enforce",
+    "trustStores",
+    "ca:hold",
+    "signingAuthority:hold",
+    "tsa:t",
+    "trustedIdentities",
+    "x509.subject: C=US, ST=CA, O=H, CN=x",
+    "local/holdca",
+    "",
+    "verifyTimestamp",
+    "always",
+    "afterCertExpiry",
+]
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.sampled_from(TRUST_POLICY_WORDS) | st.text(),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(TRUST_POLICY_WORDS) | st.text(max_size=8), inner,
-                      max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(TRUST_POLICY_WORDS) | st.text(max_size=8), inner, max_size=5
+        )
+    ),
     max_leaves=20,
-)  # fmt: skip
+)
 
 
 # --- notation ---------------------------------------------------------------------------------
@@ -159,7 +189,7 @@ def test_fuzz_jws_envelope(data: bytes) -> None:
 )
 @settings(
     suppress_health_check=[HealthCheck.too_slow],
-    max_examples=min(settings.default.max_examples, 1000),  # file I/O per input: cap it
+    max_examples=min(settings().max_examples, 1000),  # file I/O per input: cap it
 )
 def test_fuzz_oci_layout(data: bytes, where: str) -> None:
     """A hostile manifest (or index.json) in an OCI layout: listing signatures parses or refuses."""
@@ -272,14 +302,43 @@ BASE_ENV = {
     "HOLD_SUBJECT_O": "Fuzz Hold",
 }
 CONFIG_VARS = [
-    "HOLD_DID", "HOLD_SUBJECT_C", "HOLD_SUBJECT_ST", "HOLD_SUBJECT_O", "HOLD_COSIGN_ENABLED",
-    "HOLD_CA_KEY_LABEL", "HOLD_KEY_BACKEND", "HOLD_CERT_VALIDITY_HOURS", "HOLD_SIGNING_SCHEME",
-    "HOLD_OCSP_ENABLED", "HOLD_OCSP_URL", "HOLD_CRL_ENABLED", "HOLD_CRL_URL",
-    "HOLD_RATE_LIMIT_PER_HOUR", "HOLD_ALLOWED_DID_METHODS", "HOLD_ROTATION_GRACE_DAYS",
+    "HOLD_DID",
+    "HOLD_SUBJECT_C",
+    "HOLD_SUBJECT_ST",
+    "HOLD_SUBJECT_O",
+    "HOLD_COSIGN_ENABLED",
+    "HOLD_CA_KEY_LABEL",
+    "HOLD_KEY_BACKEND",
+    "HOLD_CERT_VALIDITY_HOURS",
+    "HOLD_SIGNING_SCHEME",
+    "HOLD_OCSP_ENABLED",
+    "HOLD_OCSP_URL",
+    "HOLD_CRL_ENABLED",
+    "HOLD_CRL_URL",
+    "HOLD_RATE_LIMIT_PER_HOUR",
+    "HOLD_ALLOWED_DID_METHODS",
+    "HOLD_ROTATION_GRACE_DAYS",
     "HOLD_PKCS11_TOKEN_LABEL",
-]  # fmt: skip
-CONFIG_WORDS = ["", "0", "1", "-1", "24", "1e9", "nan", "true", "false", "plc,web", "pkcs11",
-                "pem", "memory", "x509", "signingAuthority", "http://h.example/c", "did:plc:x"]  # fmt: skip
+]
+CONFIG_WORDS = [
+    "",
+    "0",
+    "1",
+    "-1",
+    "24",
+    "1e9",
+    "nan",
+    "true",
+    "false",
+    "plc,web",
+    "pkcs11",
+    "pem",
+    "memory",
+    "x509",
+    "signingAuthority",
+    "http://h.example/c",
+    "did:plc:x",
+]
 
 
 @given(

@@ -51,7 +51,7 @@ def peak_of(fn: Callable[[], Any]) -> tuple[BaseException | None, int]:
     error: BaseException | None = None
     try:
         fn()
-    except Exception as exc:  # noqa: BLE001 - inspected by the caller
+    except Exception as exc:
         error = exc
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
@@ -59,25 +59,44 @@ def peak_of(fn: Callable[[], Any]) -> tuple[BaseException | None, int]:
 
 
 HUGE = [
-    ("cbor bytes 2^62", lambda: dagcbor.decode(b"\x5b" + (1 << 62).to_bytes(8, "big")),
-     DAGCBORError),
-    ("cbor text 2^32", lambda: dagcbor.decode(b"\x7b" + (1 << 32).to_bytes(8, "big") + b"a"),
-     DAGCBORError),
-    ("cbor array 2^32 items", lambda: dagcbor.decode(b"\x9b" + (1 << 32).to_bytes(8, "big")),
-     DAGCBORError),
-    ("cbor map 2^40 pairs", lambda: dagcbor.decode(b"\xbb" + (1 << 40).to_bytes(8, "big")),
-     DAGCBORError),
+    (
+        "cbor bytes 2^62",
+        lambda: dagcbor.decode(b"\x5b" + (1 << 62).to_bytes(8, "big")),
+        DAGCBORError,
+    ),
+    (
+        "cbor text 2^32",
+        lambda: dagcbor.decode(b"\x7b" + (1 << 32).to_bytes(8, "big") + b"a"),
+        DAGCBORError,
+    ),
+    (
+        "cbor array 2^32 items",
+        lambda: dagcbor.decode(b"\x9b" + (1 << 32).to_bytes(8, "big")),
+        DAGCBORError,
+    ),
+    (
+        "cbor map 2^40 pairs",
+        lambda: dagcbor.decode(b"\xbb" + (1 << 40).to_bytes(8, "big")),
+        DAGCBORError,
+    ),
     ("cbor nesting 100k", lambda: dagcbor.decode(b"\x81" * 100_000 + b"\x00"), DAGCBORError),
     ("CAR header 2^60", lambda: read_car(varint(1 << 60) + b"\xa0"), CARError),
     ("CAR section 2^60", lambda: read_car(_car_header() + varint(1 << 60) + b"\x01"), CARError),
     ("CAR varint 20 bytes", lambda: read_car(b"\xff" * 20 + b"\x01"), CARError),
-    ("OCSP SEQUENCE 2 GiB", lambda: parse_ocsp_request(b"\x30\x84\x7f\xff\xff\xff\x30\x00"),
-     OCSPRequestError),
+    (
+        "OCSP SEQUENCE 2 GiB",
+        lambda: parse_ocsp_request(b"\x30\x84\x7f\xff\xff\xff\x30\x00"),
+        OCSPRequestError,
+    ),
     ("OCSP GET 1 MiB path", lambda: parse_ocsp_get("A" * MiB), OCSPRequestError),
-    ("DID document 1 MiB", lambda: parse_did_document(b'{"id":"' + b"a" * MiB + b'"}',
-                                                       "did:plc:ewvi7nxzyoun6zhxrhs64oiz"),
-     DIDDocumentError),
-]  # fmt: skip
+    (
+        "DID document 1 MiB",
+        lambda: parse_did_document(
+            b'{"id":"' + b"a" * MiB + b'"}', "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+        ),
+        DIDDocumentError,
+    ),
+]
 
 
 def _car_header() -> bytes:

@@ -117,21 +117,24 @@ def drive(seen: Seen, env: dict[str, str], repo: TestRepo) -> Any:
     assert not isinstance(response, HoldCAError), response
     seen.see(response.record, response.to_json())
     # refused requests: wrong caller, wrong digest, tampered CAR
-    seen.attempt(lambda: ca.cosign(CosignRequest(**{**vars(good), "caller": "did:plc:x"}),
-                                   now=NOW))  # fmt: skip
+    seen.attempt(lambda: ca.cosign(CosignRequest(**{**vars(good), "caller": "did:plc:x"}), now=NOW))
     bad_digest = Descriptor(MANIFEST, "sha256:" + "ee" * 32, 100)
-    seen.attempt(lambda: ca.cosign(CosignRequest(**{**vars(good), "descriptor": bad_digest}),
-                                   now=NOW))  # fmt: skip
+    seen.attempt(
+        lambda: ca.cosign(CosignRequest(**{**vars(good), "descriptor": bad_digest}), now=NOW)
+    )
     car = bytearray(good.record_car)
     car[-5] ^= 1
-    seen.attempt(lambda: ca.cosign(CosignRequest(**{**vars(good), "record_car": bytes(car)}),
-                                   now=NOW))  # fmt: skip
+    seen.attempt(
+        lambda: ca.cosign(CosignRequest(**{**vars(good), "record_car": bytes(car)}), now=NOW)
+    )
     seen.attempt(lambda: ca.revoke(serial=response.serial, now=NOW, reason="keyCompromise"))
     seen.attempt(lambda: ca.revoke(serial=12345, now=NOW))
     seen.attempt(lambda: ca.crl(NOW + timedelta(minutes=1)))
-    req = ocsp.OCSPRequestBuilder().add_certificate(
-        response.certificate, ca.certificate, hashes.SHA1()
-    ).build()
+    req = (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate(response.certificate, ca.certificate, hashes.SHA1())
+        .build()
+    )
     seen.attempt(lambda: ca.ocsp(req.public_bytes(serialization.Encoding.DER), now=NOW))
     seen.attempt(lambda: ca.ocsp(b"\x30\x03garbage", now=NOW))
     seen.attempt(lambda: ca.rotate(new_label="hold-root-2", now=NOW + timedelta(hours=1)))
@@ -156,13 +159,19 @@ def test_pem_passphrase_and_ca_key_never_shown(
     _, ca = drive(seen, env, repo)
     secret_key = ca.key_store.load("hold-root").private_key
     # failure paths: wrong passphrase, passphrase missing, passphrase from a file
-    seen.attempt(lambda: open_hold(HoldConfig.from_env({**env, "HOLD_CA_KEY_PASSPHRASE":
-                                                         PASSPHRASE + "x"}), now=NOW))  # fmt: skip
+    seen.attempt(
+        lambda: open_hold(
+            HoldConfig.from_env({**env, "HOLD_CA_KEY_PASSPHRASE": PASSPHRASE + "x"}), now=NOW
+        )
+    )
     no_pass = {k: v for k, v in env.items() if k != "HOLD_CA_KEY_PASSPHRASE"}
     seen.attempt(lambda: open_hold(HoldConfig.from_env(no_pass), now=NOW))
     (tmp_path / "pass.txt").write_text(PASSPHRASE + "\n")
-    seen.attempt(lambda: HoldConfig.from_env({**env, "HOLD_CA_KEY_PASSPHRASE_FILE":
-                                              str(tmp_path / "pass.txt")}))  # fmt: skip
+    seen.attempt(
+        lambda: HoldConfig.from_env(
+            {**env, "HOLD_CA_KEY_PASSPHRASE_FILE": str(tmp_path / "pass.txt")}
+        )
+    )
     captured = capfd.readouterr()
     audit = [r.getMessage() for r in caplog.records if r.name.startswith("holdca.audit")]
     assert audit, "the audit stream was captured"
@@ -200,8 +209,11 @@ def test_pkcs11_pin_never_shown_in_hold_flows(
     }
     drive(seen, env, repo)
     seen.attempt(lambda: HoldConfig.from_env({**env, "HOLD_PKCS11_PIN": ""}))
-    seen.attempt(lambda: open_hold(HoldConfig.from_env({**env, "HOLD_PKCS11_TOKEN_LABEL":
-                                                         "no-such-token"}), now=NOW))  # fmt: skip
+    seen.attempt(
+        lambda: open_hold(
+            HoldConfig.from_env({**env, "HOLD_PKCS11_TOKEN_LABEL": "no-such-token"}), now=NOW
+        )
+    )
     captured = capfd.readouterr()
     leaks = seen.grep(
         [softhsm.pin, softhsm.pin.encode().hex()],
