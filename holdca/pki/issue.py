@@ -281,6 +281,25 @@ def root_common_name(hold_did: str) -> str:
     return f"ATCR Hold CA - {hold_did}"
 
 
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: PublicKey,
+    serial: int,
+    window: tuple[datetime, datetime],
+) -> x509.CertificateBuilder:
+    """A CertificateBuilder with the fields every profile sets (window: notBefore, notAfter)."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(window[0])
+        .not_valid_after(window[1])
+    )
+
+
 def issue_root(
     signer: Signer,
     *,
@@ -314,16 +333,10 @@ def issue_root(
     """
     validate_account_did(hold_did)
     name = ca_name(subject, common_name or root_common_name(hold_did))
-    not_before, not_after = _window(None, now, validity, backdate)
+    window = _window(None, now, validity, backdate)
     public_key = signer.public_key
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public_key)
-        .serial_number(random_serial(127))
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        _builder(name, name, public_key, random_serial(127), window)
         .add_extension(
             x509.BasicConstraints(ca=True, path_length=_path_length(path_length)), critical=True
         )
@@ -372,15 +385,9 @@ def issue_intermediate(
     _check_issuer(issuer, issuer_cert)
     public_key = _check_public_key(public_key, "public-key")
     name = ca_name(subject, common_name or f"ATCR Hold Issuing CA - {hold_did}")
-    not_before, not_after = _window(issuer_cert, now, validity, backdate)
+    window = _window(issuer_cert, now, validity, backdate)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_cert.subject)
-        .public_key(public_key)
-        .serial_number(random_serial(127))
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        _builder(name, issuer_cert.subject, public_key, random_serial(127), window)
         .add_extension(
             x509.BasicConstraints(ca=True, path_length=_path_length(path_length)), critical=True
         )
@@ -441,15 +448,9 @@ def issue_leaf(
     elif not _valid_serial(serial):
         raise ProfileError("serial-number: serial must be a positive int of at most 20 octets")
     _check_issuer(issuer, issuer_cert)
-    not_before, not_after = _window(issuer_cert, now, validity, backdate)
+    window = _window(issuer_cert, now, validity, backdate)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_cert.subject)
-        .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        _builder(name, issuer_cert.subject, public_key, serial, window)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_signature_only_key_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
@@ -500,15 +501,9 @@ def issue_ocsp_responder(
     _check_issuer(issuer, issuer_cert)
     public_key = _check_public_key(public_key, "public-key")
     name = responder_name(subject, common_name)
-    not_before, not_after = _window(issuer_cert, now, validity, backdate)
+    window = _window(issuer_cert, now, validity, backdate)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer_cert.subject)
-        .public_key(public_key)
-        .serial_number(random_serial())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        _builder(name, issuer_cert.subject, public_key, random_serial(), window)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_signature_only_key_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
@@ -585,19 +580,19 @@ def cross_sign(
         validity = subject_cert.not_valid_after_utc - _aware(now, "now")
         if validity <= timedelta(0):
             raise ProfileError("cross-validity: the certificate to cross-sign has expired")
-    not_before, not_after = _window(issuer_cert, now, validity, backdate)
+    window = _window(issuer_cert, now, validity, backdate)
     try:
         ski = exts.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
         ski = _ski(public_key)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject_cert.subject)
-        .issuer_name(issuer_cert.subject)
-        .public_key(public_key)
-        .serial_number(random_serial(127))
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        _builder(
+            subject_cert.subject,
+            issuer_cert.subject,
+            public_key,
+            random_serial(127),
+            window,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(ku.value, critical=True)
         .add_extension(ski, critical=False)
