@@ -43,22 +43,28 @@ __all__ = [
 ]
 
 
-def rate(fn: Callable[[], Any], seconds: float = 1.0) -> float:
-    """Calls per second of ``fn``: calibrate (about 0.1 s), then time about ``seconds``."""
+def rate(
+    fn: Callable[[], Any], seconds: float = 1.0, clock: Callable[[], float] = time.perf_counter
+) -> float:
+    """Calls per second of ``fn``: calibrate (about 0.1 s), then time about ``seconds``.
+
+    ``clock`` is :func:`time.perf_counter` (wall time); pass :func:`time.process_time` to
+    count only this process's CPU time (robust to other processes on a busy machine).
+    """
     n = 1
     while True:
-        start = time.perf_counter()
+        start = clock()
         for _ in range(n):
             fn()
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         if elapsed >= 0.1 or n >= 1 << 24:
             break
         n *= 2
     total = max(1, int(n * seconds / max(elapsed, 1e-9)))
-    start = time.perf_counter()
+    start = clock()
     for _ in range(total):
         fn()
-    return total / (time.perf_counter() - start)
+    return total / max(clock() - start, 1e-9)
 
 
 def repeat_rate(fn: Callable[[], Any], seconds: float = 1.0, repeats: int = 3) -> float:
@@ -161,10 +167,11 @@ def environment() -> str:
     import coincurve  # noqa: PLC0415
     import cryptography  # noqa: PLC0415
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"python {platform.python_version()}, cryptography {cryptography.__version__}, "
         f"coincurve {getattr(coincurve, '__version__', '?')}, {platform.machine()}, "
-        f"{os.cpu_count()} CPUs"
+        f"{os.cpu_count()} CPUs, load average {load:.1f}"
     )
 
 

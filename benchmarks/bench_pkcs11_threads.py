@@ -16,7 +16,8 @@ Each child also times the primitive in the same run: python-pkcs11's bare
 measured in interleaved rounds and printed as signatures/s (median of the rounds) and
 as ratios: 2 threads vs 1 thread, and holdca's signer (SHA-256 and DER conversion
 included) vs the bare primitive. Two threads can only be faster than one on two idle
-cores: the load average is printed with the results.
+cores: the load average is printed with the results, and "cores used" (process CPU
+time / wall time) shows whether the second thread got a core at all.
 """
 
 from __future__ import annotations
@@ -168,13 +169,13 @@ def main() -> int:
     print(f"SoftHSM P-256 signing, {args.repeats} x {args.seconds:g} s per figure (median)")
     print(f"{os.cpu_count()} CPUs, load average after the run: {load}\n")
     head = f"{'mode':<12} {'threads':>7} {'sig/s':>10} {'vs 1 thread':>12} {'vs bare':>8}"
-    print(f"{head} {'CPU us/sig':>11}")
+    print(f"{head} {'CPU us/sig':>11} {'cores used':>10}")
     for r in results:
         one = r["rates"]["1"]["median"] if "1" in r["rates"] else None
         bare = r["bare"]
         print(
             f"{r['mode']:<12} {'bare':>7} {bare['median']:>10,.0f} {'':>12} {1.0:>8.2f}"
-            f" {bare['cpu_us']:>11.1f}"
+            f" {bare['cpu_us']:>11.1f} {bare['median'] * bare['cpu_us'] / 1e6:>10.2f}"
         )
         for n, figures in r["rates"].items():
             median = figures["median"]
@@ -182,6 +183,7 @@ def main() -> int:
             print(
                 f"{r['mode']:<12} {n:>7} {median:>10,.0f} {vs_one:>12}"
                 f" {median / bare['median']:>8.2f} {figures['cpu_us']:>11.1f}"
+                f" {median * figures['cpu_us'] / 1e6:>10.2f}"
             )
         assert r["os_locking"] == (r["mode"] == "os-locking"), r
     print()

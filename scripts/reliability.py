@@ -15,7 +15,9 @@ It runs ``pytest tests/hardening -n 2`` with
 * ``HOLDCA_TALLY_DIR``: each test process writes its counters (inputs tried, inputs
   refused, faults injected, records checked; tests/hardening/tally.py) there,
 
-then adds the counters up and writes the report with the test outcomes (from pytest's
+then, when atheris is installed (``pip install 'holdca[fuzz]'``), fuzzes each parser with
+coverage guidance for ``--atheris-seconds`` (tests/hardening/atheris_fuzz.py), and adds
+the counters up and writes the report with the test outcomes (from pytest's
 JUnit XML), including the known failures (strict xfails) and their reasons.
 Exit status: pytest's.
 """
@@ -23,6 +25,7 @@ Exit status: pytest's.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -57,6 +60,33 @@ FUZZ_TARGETS = {
 }
 
 
+def run_atheris(seconds: int, env: dict[str, str]) -> dict[str, str]:
+    """Fuzz every atheris target for ``seconds``; target -> "ok" or what went wrong."""
+    if seconds <= 0:
+        return {}
+    if importlib.util.find_spec("atheris") is None:
+        return {"(all)": "atheris is not installed (pip install 'holdca[fuzz]')"}
+    module = "tests.hardening.atheris_fuzz"
+    listed = subprocess.run([sys.executable, "-m", module, "--list"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    results = {}
+    for target in listed.stdout.split():
+        print(f"atheris {target} {seconds} s", file=sys.stderr, flush=True)
+        run = subprocess.run([sys.executable, "-m", module, target, str(seconds)], cwd=ROOT,
+                             env=env, capture_output=True, text=True, check=False)  # fmt: skip
+        if run.returncode == 0:
+            results[target] = "ok"
+            continue
+        lines = [ln for ln in run.stderr.splitlines() if not ln.startswith(("INFO", "#"))]
+        first = next(
+            (ln for ln in lines if "Uncaught" in ln or "ERROR: libFuzzer" in ln), "exit status"
+        )
+        detail = next((ln for ln in lines if "written to" in ln), "")
+        where = lines.index(first) if first in lines else 0
+        results[target] = f"{first.strip()} {' '.join(lines[where + 1 : where + 3])} {detail}"
+    return results
+
+
 def outcomes(junit: Path) -> tuple[Counter[str], list[tuple[str, str]], list[tuple[str, str]]]:
     """(outcome counts, failures, xfails) from pytest's JUnit XML."""
     counts: Counter[str] = Counter()
@@ -85,6 +115,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="the CI budget")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "reliability.md")
     parser.add_argument("--workers", default="2")
+    parser.add_argument("--atheris-seconds", type=int, default=30, help="per target; 0: skip")
     args = parser.parse_args()
     budget = (
         {"HOLDCA_FAULT_ROUNDS": "4"}
@@ -116,6 +147,7 @@ def main() -> int:
         t0 = time.perf_counter()
         result = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
         took = time.perf_counter() - t0
+        atheris_results = run_atheris(0 if args.quick else args.atheris_seconds, env)
         tally: Counter[str] = Counter()
         for path in tally_dir.glob("tally-*.json"):
             tally.update(json.loads(path.read_text()))
@@ -155,6 +187,25 @@ def main() -> int:
         )
     lines += [
         f"| **total** | **{total:,}** | | |",
+        "",
+        "Coverage-guided (atheris/libFuzzer, holdca instrumented; a crash is any exception",
+        "other than HoldCAError, a timeout is one input running over 20 s):",
+        "",
+        "| target | inputs tried | refused (HoldCAError) | result |",
+        "|---|---:|---:|---|",
+    ]
+    atheris_total = 0
+    for target, verdict in atheris_results.items():
+        tried = tally.get(f"atheris.{target}", 0)
+        atheris_total += tried
+        lines.append(
+            f"| {target} | {tried:,} | {tally.get(f'atheris.{target}.refused', 0):,} "
+            f"| {verdict[:400]} |"
+        )
+    if not atheris_results:
+        lines.append("| (not run: --quick or --atheris-seconds 0) | | | |")
+    lines += [
+        f"| **total** | **{atheris_total:,}** | | |",
         "",
         f"Huge declared lengths refused before allocation (tracemalloc peak < 8 MiB): "
         f"{tally.get('limits.declared_length', 0)} cases (CBOR strings/arrays/maps of 2^32..2^62,",
@@ -211,7 +262,8 @@ def main() -> int:
         lines += [f"- `{name}`: {message}" for name, message in failures]
     args.output.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output}", file=sys.stderr)
-    return result.returncode
+    bad = [t for t, v in atheris_results.items() if v != "ok"]
+    return result.returncode or (1 if bad else 0)
 
 
 if __name__ == "__main__":

@@ -87,22 +87,16 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHSM]:
         pin=secrets.token_hex(6),
         so_pin=secrets.token_hex(6),
     )
-    subprocess.run(
-        [
-            util,
-            "--init-token",
-            "--free",
-            "--label",
-            hsm.token_label,
-            "--so-pin",
-            hsm.so_pin,
-            "--pin",
-            hsm.pin,
-        ],
+    init = [util, "--init-token", "--free", "--label", hsm.token_label]
+    done = subprocess.run(
+        [*init, "--so-pin", hsm.so_pin, "--pin", hsm.pin],
         env=hsm.env(),
-        check=True,
+        check=False,
         capture_output=True,
+        text=True,
     )
+    if done.returncode != 0:  # not CalledProcessError: its message would show the PINs
+        pytest.fail(f"{' '.join(init)} failed ({done.returncode}): {done.stderr.strip()}")
     previous = os.environ.get("SOFTHSM2_CONF")
     os.environ["SOFTHSM2_CONF"] = str(conf)
     try:

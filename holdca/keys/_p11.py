@@ -288,9 +288,21 @@ class Token:
     # --- login ---------------------------------------------------------------------
 
     def _login(self, *, first: bool) -> Any:
-        """Open a session and C_Login on it; return the session."""
+        """Open a session and C_Login on it; return the session.
+
+        Raises:
+            PINIncorrectError: the token rejected the PIN.
+            KeyStoreError: no session could be opened (raised from the PKCS#11 error),
+                the PIN is locked or expired, or C_Login failed otherwise.
+        """
+        try:
+            with self.module.guard:
+                session = self.token.open(rw=True)
+        except p11e.PKCS11Error as exc:  # e.g. TokenNotPresent: the token was removed
+            raise KeyStoreError(
+                f"cannot open a session on token {self.label!r} ({type(exc).__name__})"
+            ) from exc
         with self.module.guard:
-            session = self.token.open(rw=True)
             pin = self.pin.reveal()
             rv = self.module.functions.C_Login(session.handle, CKU_USER, pin, len(pin))
         if rv == CKR_OK or (rv == CKR_USER_ALREADY_LOGGED_IN and not first):

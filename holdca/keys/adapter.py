@@ -53,6 +53,31 @@ def _check_hash(signer: Signer, algorithm: object) -> None:
         )
 
 
+def _check_pss(signer: Signer, pss: padding.PSS) -> None:
+    """The builder writes ``pss`` into the signed object: it must be what the Signer does.
+
+    A Signer signs RSA-PSS with MGF1 over its own hash and a salt as long as the hash.
+    Other parameters (``PSS.MAX_LENGTH``, another MGF1 hash) would be declared in the
+    certificate but not used, and the result would not verify, so they are refused.
+    cryptography exposes no public accessors for them, hence the private attributes.
+    """
+    h = signer.algorithm.hash
+    mgf = getattr(pss, "_mgf", None)
+    mgf_hash = getattr(mgf, "_algorithm", None)
+    salt = getattr(pss, "_salt_length", None)
+    salt_ok = salt is padding.PSS.DIGEST_LENGTH or salt == h.digest_size
+    if (
+        not isinstance(mgf, padding.MGF1)
+        or getattr(mgf_hash, "name", None) != h.name
+        or not salt_ok
+    ):
+        raise UnsupportedAlgorithmError(
+            f"{signer.algorithm.value} signs RSA-PSS with MGF1-{h.name} and a "
+            f"{h.digest_size}-byte salt: pass rsa_padding=padding.PSS("
+            f"mgf=padding.MGF1(hashes.{h.name.upper()}()), salt_length={h.digest_size})"
+        )
+
+
 class SignerECKey(ec.EllipticCurvePrivateKey):
     """An ``EllipticCurvePrivateKey`` whose ``sign`` is a :class:`Signer`'s."""
 
@@ -138,6 +163,7 @@ class SignerRSAKey(rsa.RSAPrivateKey):
         if not isinstance(padding, _PSS):
             raise UnsupportedAlgorithmError("only RSA-PSS padding is supported")
         _check_hash(self._signer, algorithm)
+        _check_pss(self._signer, padding)
         return self._signer.sign(bytes(data))
 
     def decrypt(self, ciphertext: bytes, padding: padding.AsymmetricPadding) -> bytes:

@@ -80,9 +80,12 @@ def der_to_low_s_compact(der: bytes, order: int) -> bytes:
     equivalent low-S signature ATProto requires.
 
     Raises:
-        MalformedInputError: ``der`` is not DER or does not fit 32-byte integers.
+        MalformedInputError: ``der`` is not DER, r or s is not in ``[1, order - 1]``,
+            or does not fit 32-byte integers.
     """
     r, s = _decode(der)
+    if not (0 < r < order and 0 < s < order):
+        raise MalformedInputError("ECDSA r or s outside [1, n - 1] for the curve order")
     if s > order // 2:
         s = order - s
     if r.bit_length() > 256 or s.bit_length() > 256:

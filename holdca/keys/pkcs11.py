@@ -30,11 +30,12 @@ lookup is verified with that public key before it is returned.
 module with ``C_Initialize(NULL)``, which makes SoftHSM drop its locks: two threads on
 two sessions then crash the process. The first time holdca loads a module in a
 process it therefore re-initialises it with ``CKF_OS_LOCKING_OK`` (through ctypes, on
-python-pkcs11's own dlopen handle), and every thread gets its own session. Two
-threads then sign about 1.5x as fast as one (SoftHSM, P-256). If the module was
-already loaded by other code in the process, or cannot lock, holdca serialises every
-call on that module with one lock instead (``os_locking`` is then False): safe, but
-two threads are slower than one. See ``docs/keys.md`` for the measurements.
+python-pkcs11's own dlopen handle), and every thread gets its own session. On two
+free cores two threads then sign 1.5-1.7x as fast as one (SoftHSM, P-256); a single
+lock would make them slower than one thread (0.7x), and separate processes are the
+embedder's choice, not a library's. If the module was already loaded by other code in
+the process, or cannot lock, holdca falls back to that lock (``os_locking`` is then
+False): safe, but not faster with more threads. Measurements: ``docs/keys.md``.
 
 **Sessions and login.** PKCS#11 login is per application: holdca logs in once per
 token (one anchor session) and opens one session per thread without a PIN. When a
@@ -61,6 +62,7 @@ from holdca.errors import (
     KeyExistsError,
     KeyNotFoundError,
     KeyStoreError,
+    MalformedInputError,
     SignerError,
     UnsupportedAlgorithmError,
 )
@@ -509,9 +511,9 @@ class PKCS11Signer:
 
         Raises:
             SignerError: the token failed (raised from the python-pkcs11 error), the
-                session could not be restored after one retry, or the key under the
-                label is no longer this signer's key.
-            KeyNotFoundError: the key was deleted from the token.
+                session could not be restored after one retry, the key was deleted
+                (from KeyNotFoundError), the key under the label is no longer this
+                signer's key, or the token's signature is malformed or does not verify.
         """
         digest = self._hash(data).digest()
         local = self._local
@@ -546,7 +548,10 @@ class PKCS11Signer:
                 raise SignerError(f"cannot use key {self._label!r}: {exc}") from exc
             except err.PKCS11Error as exc:
                 raise SignerError(f"the token failed to sign ({type(exc).__name__})") from exc
-            signature = raw_to_der(raw) if self._ecdsa else bytes(raw)
+            try:
+                signature = raw_to_der(raw) if self._ecdsa else bytes(raw)
+            except MalformedInputError as exc:
+                raise SignerError("the token returned a malformed ECDSA signature") from exc
             if not local.checked:
                 self._check(signature, data)
                 local.checked = True

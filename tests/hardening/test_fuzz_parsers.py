@@ -220,9 +220,43 @@ def test_fuzz_trust_policy_bytes(data: bytes) -> None:
     parse_or_refuse("trust_policy", validate_trust_policy, data)
 
 
-@given(JSON_VALUES)
-def test_fuzz_trust_policy_structure(value: Any) -> None:
-    doc = {"version": "1.0", "trustPolicies": [value]} if not isinstance(value, dict) else value
+def _nodes(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into a JSON value (dict keys and list indexes)."""
+    out = [path]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            out += _nodes(child, (*path, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            out += _nodes(child, (*path, index))
+    return out
+
+
+@given(st.data())
+def test_fuzz_trust_policy_structure(data: st.DataObject) -> None:
+    """A valid policy with 1-4 subtrees replaced, deleted or added (structure-aware)."""
+    doc: Any = json.loads(TRUST_POLICY_SEED)
+    doc["trustPolicies"][0]["trustedIdentities"] = [
+        "x509.subject: C=US, ST=CA, O=Fuzz Hold, CN=did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+    ]
+    doc["trustPolicies"].append(
+        {**doc["trustPolicies"][0], "name": "second", "registryScopes": ["local/holdca"]}
+    )
+    for _ in range(data.draw(st.integers(1, 4))):
+        paths = _nodes(doc)
+        path = data.draw(st.sampled_from(paths[1:]))
+        parent = doc
+        for step in path[:-1]:
+            parent = parent[step]
+        action = data.draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "delete":
+            del parent[path[-1]]
+        elif action == "add" and isinstance(parent, dict):
+            parent[data.draw(st.sampled_from(TRUST_POLICY_WORDS))] = data.draw(JSON_VALUES)
+        elif action == "add" and isinstance(parent, list):
+            parent.append(data.draw(JSON_VALUES))
+        else:
+            parent[path[-1]] = data.draw(JSON_VALUES)
     parse_or_refuse("trust_policy_json", validate_trust_policy, json.dumps(doc).encode())
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from holdca.keys import Signer
+from holdca.keys import KeyStore, SignatureAlgorithm, Signer
+from tests.tools import missing
+
+
+def require_algorithm(store: KeyStore, algorithm: SignatureAlgorithm) -> None:
+    """Skip (fail under CI=true) when a token lacks the mechanisms for ``algorithm``."""
+    supports = getattr(store, "supports", None)
+    if supports is not None and not supports(algorithm):
+        missing(f"a PKCS#11 token with the mechanisms for {algorithm.value}")
 
 
 def verify(signer: Signer, signature: bytes, message: bytes) -> None:

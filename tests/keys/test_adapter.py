@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 from holdca.errors import UnsupportedAlgorithmError
 from holdca.keys import KeyStore, MemorySigner, SignatureAlgorithm, Signer, as_private_key
 from holdca.keys.adapter import SignerECKey, SignerRSAKey
+from tests.keys.helpers import require_algorithm
 from tests.tools import require_tool
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -95,6 +96,7 @@ ALGORITHMS = [SignatureAlgorithm.ES256, SignatureAlgorithm.ES384, SignatureAlgor
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=lambda a: a.value)
 def test_certificate(store: KeyStore, fresh: Labels, algorithm: SignatureAlgorithm) -> None:
     """A self-signed CA and a leaf signed through the adapter verify with cryptography."""
+    require_algorithm(store, algorithm)
     signer = store.generate(fresh(), algorithm)
     root = make_root(signer)
     root.verify_directly_issued_by(root)
@@ -113,6 +115,7 @@ def test_certificate(store: KeyStore, fresh: Labels, algorithm: SignatureAlgorit
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=lambda a: a.value)
 def test_crl(store: KeyStore, fresh: Labels, algorithm: SignatureAlgorithm) -> None:
     """A CRL with two revoked entries, signed through the adapter, is valid (cryptography)."""
+    require_algorithm(store, algorithm)
     signer = store.generate(fresh(), algorithm)
     root = make_root(signer)
     revoked = [
@@ -220,6 +223,7 @@ def test_openssl_verifies_chain(
     For the pkcs11 backend the CA key lives on SoftHSM and never left it.
     """
     openssl = require_tool("openssl")
+    require_algorithm(store, algorithm)
     signer = store.generate(fresh(), algorithm)
     root = make_root(signer)
     leaf = make_leaf(signer, root)
@@ -321,6 +325,40 @@ def test_refuses_wrong_hash_padding_and_prehashed() -> None:
             .not_valid_after(NOW + dt.timedelta(days=1))
             .sign(as_private_key(signer), hashes.SHA384())
         )
+
+
+@pytest.mark.parametrize(
+    ("pss", "ok"),
+    [
+        (padding.PSS(padding.MGF1(hashes.SHA256()), 32), True),
+        (padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.DIGEST_LENGTH), True),
+        (padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.MAX_LENGTH), False),
+        (padding.PSS(padding.MGF1(hashes.SHA256()), 20), False),
+        (padding.PSS(padding.MGF1(hashes.SHA512()), 32), False),
+    ],
+    ids=["salt-32", "digest-length", "max-length", "salt-20", "mgf-sha512"],
+)
+def test_pss_parameters_must_match_the_signer(pss: padding.PSS, ok: bool) -> None:
+    """PSS parameters the signer does not use would be declared but not used: refused.
+
+    Without the check the certificate is produced and does not verify (cryptography).
+    """
+    signer = MemorySigner.generate(SignatureAlgorithm.PS256)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name("pss"))
+        .issuer_name(name("pss"))
+        .public_key(signer.public_key)
+        .serial_number(1)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + dt.timedelta(days=1))
+    )
+    if ok:
+        cert = builder.sign(as_private_key(signer), hashes.SHA256(), rsa_padding=pss)
+        cert.verify_directly_issued_by(cert)
+    else:
+        with pytest.raises(UnsupportedAlgorithmError, match="salt_length=32"):
+            builder.sign(as_private_key(signer), hashes.SHA256(), rsa_padding=pss)
 
 
 def test_wrapper_rejects_mismatched_signer() -> None:

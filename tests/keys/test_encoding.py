@@ -161,6 +161,16 @@ def test_der_decoders_reject_garbage(der: bytes) -> None:
         der_to_low_s_compact(der, P256_ORDER)
 
 
+@pytest.mark.parametrize(
+    ("r", "s"),
+    [(5, P256_ORDER), (5, P256_ORDER + 1), (5, 2**256 - 1), (P256_ORDER, 5), (0, 5), (5, 0)],
+)
+def test_low_s_compact_rejects_out_of_range(r: int, s: int) -> None:
+    """r or s outside [1, n-1] is MalformedInputError (was an OverflowError for s > n)."""
+    with pytest.raises(MalformedInputError, match="outside"):
+        der_to_low_s_compact(encode_dss_signature(r, s), P256_ORDER)
+
+
 def test_der_to_raw_rejects_too_wide_integers() -> None:
     """A P-384 signature does not fit the 32-byte P-256 size."""
     der = encode_dss_signature(2**300, 5)
@@ -168,6 +178,8 @@ def test_der_to_raw_rejects_too_wide_integers() -> None:
         der_to_raw(der, 32)
     with pytest.raises(MalformedInputError, match="wider than 32"):
         der_to_low_s_compact(encode_dss_signature(2**300, 5), 2**400)
+    with pytest.raises(MalformedInputError, match="wider than 32"):  # high s normalised
+        der_to_low_s_compact(encode_dss_signature(7, 2**399 + 1), 2**400)
 
 
 @given(st.binary(max_size=80))

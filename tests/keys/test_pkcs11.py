@@ -41,7 +41,7 @@ from holdca.keys import SignatureAlgorithm, _p11
 from holdca.keys._secret import Secret
 from holdca.keys.pkcs11 import PKCS11KeyStore, PKCS11Signer
 from tests.conftest import SoftHSM
-from tests.keys.helpers import verify
+from tests.keys.helpers import require_algorithm, verify
 
 pytestmark = pytest.mark.hsm
 
@@ -138,6 +138,7 @@ def test_generated_keys_are_non_extractable_token_objects(
     store: PKCS11KeyStore, label: str, algorithm: SignatureAlgorithm
 ) -> None:
     """CKA_TOKEN, PRIVATE, SENSITIVE, not EXTRACTABLE, sign-only, with CKA_LABEL and CKA_ID."""
+    require_algorithm(store, algorithm)
     signer = store.generate(label, algorithm)
     attrs = p11_objects(store, label)
     assert attrs["private.TOKEN"] is True
@@ -172,7 +173,7 @@ def test_ecdsa_signs_a_local_digest(store: PKCS11KeyStore, label: str) -> None:
 
 def test_rsa_pss_384(store: PKCS11KeyStore, label: str) -> None:
     """PS384 (RSA-3072, CKM_RSA_PKCS_PSS) when the token supports it: it verifies."""
-    assert store.supports(SignatureAlgorithm.PS384)  # SoftHSM 2.6 lists CKM_RSA_PKCS_PSS
+    require_algorithm(store, SignatureAlgorithm.PS384)  # SoftHSM 2.6 has CKM_RSA_PKCS_PSS
     signer = store.generate(label, SignatureAlgorithm.PS384)
     assert signer.public_key.key_size == 3072
     verify(signer, signer.sign(b"x"), b"x")
@@ -378,6 +379,29 @@ def test_relogin_with_a_bad_pin_fails_clearly(
     assert isinstance(info.value.__cause__, PINIncorrectError)
     monkeypatch.undo()
     verify(signer, signer.sign(b"y"), b"y")
+
+
+def test_token_removed_during_recovery(
+    store: PKCS11KeyStore, label: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """C_OpenSession failing while recovering (token removed): SignerError / KeyStoreError."""
+    signer = store.generate(label)
+    signer.sign(b"x")
+
+    class Removed:
+        def open(self, *args: object, **kwargs: object) -> object:
+            raise pkcs11.exceptions.TokenNotPresent()
+
+    store._token.close_all_sessions()
+    monkeypatch.setattr(store._token, "token", Removed())
+    with pytest.raises(SignerError) as info:
+        signer.sign(b"x")
+    assert isinstance(info.value.__cause__, KeyStoreError | pkcs11.exceptions.PKCS11Error)
+    with pytest.raises(KeyStoreError):
+        store.labels()
+    monkeypatch.undo()  # the token is back
+    verify(signer, signer.sign(b"y"), b"y")
+    assert label in store.labels()
 
 
 def test_never_signs_with_a_replaced_key(store: PKCS11KeyStore, label: str) -> None:
