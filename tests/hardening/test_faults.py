@@ -45,10 +45,6 @@ from tests.hardening.tally import count
 from tests.tools import missing
 
 ROOT = Path(__file__).resolve().parents[2]
-try:
-    from pkcs11.exceptions import PKCS11Error
-except ImportError:  # pragma: no cover - the hsm tests fail or skip through the fixture
-    PKCS11Error = Exception  # type: ignore[assignment,misc]
 ROUNDS = int(os.environ.get("HOLDCA_FAULT_ROUNDS", "4"))
 rng = random.Random()
 
@@ -339,13 +335,6 @@ def test_pkcs11_sessions_lost_during_cosigns(softhsm: SoftHSM, tmp_path: Path) -
 
 
 @pytest.mark.hsm
-@pytest.mark.xfail(
-    strict=True,
-    raises=PKCS11Error,
-    reason="holdca/keys/_p11.py Token._login calls token.open() outside any error mapping: "
-    "a token removed during session recovery escapes as a raw "
-    "pkcs11.exceptions.TokenNotPresent instead of SignerError (reported)",
-)
 def test_pkcs11_token_removed(softhsm: SoftHSM, monkeypatch: pytest.MonkeyPatch) -> None:
     """The token stops answering (recovery fails too): a clear SignerError, nothing issued."""
     import pkcs11  # noqa: PLC0415
