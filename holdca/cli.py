@@ -403,7 +403,7 @@ def _trust_install_file(args: argparse.Namespace) -> int:
     data = _read(args.ca_file, "CA certificate file")
     try:
         bundle = x509.load_pem_x509_certificates(data)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise _UsageError(f"{args.ca_file}: not a PEM certificate file") from None
     first = bundle[0].subject
 

@@ -77,13 +77,18 @@ def run_atheris(seconds: int, env: dict[str, str]) -> dict[str, str]:
         if run.returncode == 0:
             results[target] = "ok"
             continue
-        lines = [ln for ln in run.stderr.splitlines() if not ln.startswith(("INFO", "#"))]
-        first = next(
-            (ln for ln in lines if "Uncaught" in ln or "ERROR: libFuzzer" in ln), "exit status"
-        )
-        detail = next((ln for ln in lines if "written to" in ln), "")
-        where = lines.index(first) if first in lines else 0
-        results[target] = f"{first.strip()} {' '.join(lines[where + 1 : where + 3])} {detail}"
+        lines = [
+            ln.strip()
+            for ln in (run.stdout + "\n" + run.stderr).splitlines()
+            if ln.strip() and not ln.startswith(("INFO", "#", "WARNING"))
+        ]
+        if any("Uncaught Python exception" in ln for ln in lines):
+            at = next(i for i, ln in enumerate(lines) if "Uncaught Python exception" in ln)
+            what = f"crash: {lines[at + 1] if at + 1 < len(lines) else '?'}"
+        else:
+            what = next((ln for ln in lines if "ERROR: libFuzzer" in ln), f"exit {run.returncode}")
+        saved = next((ln.split("written to")[-1].strip() for ln in lines if "written to" in ln), "")
+        results[target] = f"**{what}** (input kept in {saved})" if saved else f"**{what}**"
     return results
 
 
@@ -146,13 +151,14 @@ def main() -> int:
         print(" ".join(cmd), file=sys.stderr)
         t0 = time.perf_counter()
         result = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
-        took = time.perf_counter() - t0
         atheris_results = run_atheris(0 if args.quick else args.atheris_seconds, env)
+        took = time.perf_counter() - t0
         tally: Counter[str] = Counter()
         for path in tally_dir.glob("tally-*.json"):
             tally.update(json.loads(path.read_text()))
         counts, failures, xfails = outcomes(junit) if junit.exists() else (Counter(), [], [])
     started = datetime.now(UTC)
+    lost = "0 lost" if not failures else "see FAILURES"
     lines = [
         "# Reliability",
         "",
@@ -204,6 +210,11 @@ def main() -> int:
         )
     if not atheris_results:
         lines.append("| (not run: --quick or --atheris-seconds 0) | | | |")
+    else:
+        lines.append(
+            "| (libFuzzer stops a target at its first crash or timeout; known causes are "
+            "listed under Known failures) | | | |"
+        )
     lines += [
         f"| **total** | **{atheris_total:,}** | | |",
         "",
@@ -218,9 +229,10 @@ def main() -> int:
         "|---|---:|---|",
         f"| process SIGKILLed at a random point (key write, cosign + ledger write, CRL "
         f"publication) | {tally.get('fault.kill', 0)} | every key file loads and signs "
-        f"({tally.get('fault.pem.keys_checked', 0)} checks); SQLite integrity_check ok; every "
+        f"({tally.get('fault.pem.keys_checked', 0)} key-file loads); SQLite integrity_check "
+        "ok; every "
         f"acknowledged issuance present ({tally.get('fault.ledger.acknowledged_checked', 0)} "
-        f"checked, 0 lost); {tally.get('fault.ledger.rows_verified', 0)} ledger certificates "
+        f"checked, {lost}); {tally.get('fault.ledger.rows_verified', 0)} ledger certificates "
         "verify under the CA; CRL numbers strictly increase across kills |",
         f"| (CRL files checked after a kill: {tally.get('fault.crl.file_checked', 0)}) | | "
         "each a complete CRL signed by the CA, numbered below the ledger's next number |",
@@ -232,8 +244,9 @@ def main() -> int:
         "under the CA |",
         f"| PKCS#11 CA key replaced under its label | {tally.get('fault.pkcs11.key_replaced', 0)}"
         " | SignerError, nothing recorded |",
-        f"| PKCS#11 token removed | {tally.get('fault.pkcs11.token_removed', 0)} | see known "
-        "failures |",
+        f"| PKCS#11 token removed (C_OpenSession fails during recovery) | "
+        f"{tally.get('fault.pkcs11.token_removed', 0)} | SignerError, nothing recorded; "
+        "cosigns work again once the token is back |",
         f"| clock jumps (back and forth) between CRLs | {tally.get('fault.clock_jump', 0)} | "
         "CRL number strictly increasing, thisUpdate never decreasing |",
         "",

@@ -128,7 +128,7 @@ def open_hold(
     if config.ca_cert_path.exists():
         try:
             certificate = x509.load_pem_x509_certificates(config.ca_cert_path.read_bytes())[0]
-        except (ValueError, IndexError, OSError) as exc:
+        except (ValueError, x509.InvalidVersion, IndexError, OSError) as exc:
             raise ConfigError(
                 f"HOLD_CA_CERT_PATH: {config.ca_cert_path} is not a readable PEM certificate"
             ) from exc

@@ -605,7 +605,7 @@ def _parse_unprotected_chain(unprotected: Mapping[str, Any]) -> tuple[x509.Certi
         der = b64std_decode(text, f"x5c[{index}]", _fail)
         try:
             cert = x509.load_der_x509_certificate(der)
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             raise JWSFormatError(f"x5c[{index}] is not a DER X.509 certificate") from None
         # cryptography parses the SubjectPublicKeyInfo lazily: load it now so that an
         # unsupported or mangled key is a format error here, not an exception later.

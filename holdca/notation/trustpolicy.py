@@ -52,10 +52,12 @@ _DOMAIN = re.compile(
     r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
     r"(?:(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))+)?(?::[0-9]+)?"
 )
-_REPOSITORY = re.compile(
-    r"[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?"
-    r"(?:(?:/[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?)+)?"
-)
+# The OCI distribution repository grammar: path components of lowercase alphanumerics
+# joined by '.', '_', '__' or runs of '-'. Written so that every repetition consumes a
+# separator: the reference form's empty-able `[-]*` nests `(a+)+` and backtracks
+# exponentially in Python's engine (Go's RE2 is linear); this form accepts the same set.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 
 
 class Check(enum.Enum):

@@ -176,7 +176,7 @@ def read_certificate_file(data: bytes, label: str = "certificate file") -> list[
             raise TrustStoreError(f"{label}: contains a PEM block that is not a CERTIFICATE")
         try:
             certs = x509.load_pem_x509_certificates(data)
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             raise TrustStoreError(f"{label}: malformed PEM certificate") from None
     else:
         certs = []
@@ -187,7 +187,7 @@ def read_certificate_file(data: bytes, label: str = "certificate file") -> list[
                 raise TrustStoreError(f"{label}: not a DER certificate")
             try:
                 certs.append(x509.load_der_x509_certificate(rest[:length]))
-            except ValueError:
+            except (ValueError, x509.InvalidVersion):
                 raise TrustStoreError(f"{label}: malformed DER certificate") from None
             rest = rest[length:]
     if not certs:

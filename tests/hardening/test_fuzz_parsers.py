@@ -243,8 +243,10 @@ def test_fuzz_trust_policy_structure(data: st.DataObject) -> None:
         {**doc["trustPolicies"][0], "name": "second", "registryScopes": ["local/holdca"]}
     )
     for _ in range(data.draw(st.integers(1, 4))):
-        paths = _nodes(doc)
-        path = data.draw(st.sampled_from(paths[1:]))
+        paths = _nodes(doc)[1:]
+        if not paths:  # everything was deleted
+            break
+        path = data.draw(st.sampled_from(paths))
         parent = doc
         for step in path[:-1]:
             parent = parent[step]
