@@ -210,8 +210,10 @@ GOALS = [
     ("cosign, CA key in memory, SQLite ledger", 0.5, "CA key in memory (SQLite ledger)"),
     ("cosign, CA key in memory, MemoryLedger", 0.5, "CA key in memory (MemoryLedger)"),
     ("cosign, CA key on SoftHSM, SQLite ledger", 0.3, "CA key on SoftHSM (SQLite ledger)"),
+    ("cosign, 2 worker processes, PEM CA, a MemoryLedger each", 1.8,
+     "2 workers vs 1 (in-memory ledgers: CPU scaling)"),
     ("cosign, 2 worker processes, PEM CA, own SQLite ledger each", 1.8,
-     "2 workers vs 1 (own ledgers)"),
+     "2 workers vs 1 (own SQLite ledgers)"),
     ("cosign, 2 worker processes, PEM CA, one shared SQLite ledger", 1.8,
      "2 workers vs 1 (shared ledger)"),
 ]  # fmt: skip

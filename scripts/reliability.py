@@ -60,6 +60,24 @@ FUZZ_TARGETS = {
 }
 
 
+FOUND = [
+    "- atheris: `parse_envelope` and the trust store's DER reader let cryptography's "
+    "`x509.InvalidVersion` (not a ValueError) escape for a certificate with an unknown "
+    "version; now JWSFormatError / TrustStoreError "
+    "(tests/hardening/test_regressions.py).",
+    "- atheris: registry-scope validation in `validate_trust_policy` backtracked "
+    "exponentially (the reference grammar's `[-]*` separator made it `(a+)+`): a "
+    "40-character scope ran for hours; now a linear-time equivalent grammar.",
+    "- hypothesis: `parse_envelope` accepted an x5c certificate whose public key "
+    "cryptography cannot load (the failure surfaced later as a raw ValueError); now a "
+    "JWSFormatError.",
+    "- fault injection: a PKCS#11 token removed while a session was being recovered "
+    "escaped as a raw `pkcs11.exceptions.TokenNotPresent`; now a SignerError.",
+    "- disk full (8 KiB tmpfs): `holdca crl --out` wrote in place, so a failed write "
+    "destroyed the published CRL; now temporary file + rename.",
+]
+
+
 def run_atheris(seconds: int, env: dict[str, str]) -> dict[str, str]:
     """Fuzz every atheris target for ``seconds``; target -> "ok" or what went wrong."""
     if seconds <= 0:
@@ -265,6 +283,10 @@ def main() -> int:
         "PIN):",
         "every log record (DEBUG, the audit stream included), stdout/stderr, repr/str of every",
         "object and error traceback grepped for the passphrase, the PIN and the CA private key.",
+        "",
+        "## Defects this suite found (fixed; kept as regression tests)",
+        "",
+        *FOUND,
         "",
         "## Known failures (strict xfail: they turn the suite red once fixed)",
         "",
