@@ -307,6 +307,10 @@ class HoldCA:
         """
         self._state = state
         self._lock = threading.Lock()
+        # CA chain suffixes whose full notation profile lint has passed once (see
+        # _issue_and_sign): a leaf from issue_leaf differs only in DID, key, serial and
+        # dates, so later signatures skip the lint and check only the suffix's validity.
+        self._linted_suffixes: set[tuple[x509.Certificate, ...]] = set()
         self.ledger = ledger
         self.hold_did = hold_did
         self.subject = subject
@@ -540,8 +544,18 @@ class HoldCA:
                 serial=random_serial(),
             )
             chain = (leaf, *state.chain_suffix)
-            envelope = sign_envelope(leaf_key, chain, descriptor, now=now, scheme=self.scheme)
-            manifest = signature_manifest(envelope, descriptor)
+            envelope = sign_envelope(
+                leaf_key,
+                chain,
+                descriptor,
+                now=now,
+                scheme=self.scheme,
+                check_chain=self._needs_lint(state.chain_suffix, now),
+            )
+            manifest = signature_manifest(
+                envelope, descriptor, chain=chain, created=now.replace(microsecond=0)
+            )
+            self._linted_suffixes.add(state.chain_suffix)
             record = IssuanceRecord(
                 serial=leaf.serial_number,
                 did=did,
@@ -564,6 +578,16 @@ class HoldCA:
             self.audit.issued(record, now=now)
             return CosignResponse(envelope, manifest, chain, record, verified)
         raise LedgerError("could not find a free serial number")  # pragma: no cover
+
+    def _needs_lint(self, suffix: tuple[x509.Certificate, ...], now: datetime) -> bool:
+        """Whether a chain ending in ``suffix`` needs the full notation profile lint now.
+
+        Yes the first time for each suffix, and whenever a suffix certificate is outside
+        its validity at ``now`` (the lint then raises the ProfileError notation would).
+        """
+        if suffix not in self._linted_suffixes:
+            return True
+        return not all(c.not_valid_before_utc <= now <= c.not_valid_after_utc for c in suffix)
 
     def issue(
         self,

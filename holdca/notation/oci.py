@@ -37,10 +37,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from holdca._fs import atomic_write
 from holdca.errors import MalformedInputError
 from holdca.notation._codec import format_time, strict_json
-from holdca.notation.envelope import MEDIA_TYPE_JWS, Descriptor, parse_envelope
+from holdca.notation.envelope import (
+    MEDIA_TYPE_JWS,
+    Descriptor,
+    chain_thumbprints,
+    parse_envelope,
+)
 
 __all__ = [
     "ARTIFACT_TYPE_NOTATION",
@@ -95,6 +102,7 @@ def signature_manifest(
     *,
     form: ManifestForm = ManifestForm.LEGACY,
     created: datetime | None = None,
+    chain: Sequence[x509.Certificate] | None = None,
 ) -> bytes:
     """The OCI image manifest carrying ``envelope`` as a signature of ``subject``.
 
@@ -103,11 +111,22 @@ def signature_manifest(
     signing time. The config blob (``EMPTY_JSON``) and the envelope blob must be stored
     beside it.
 
+    A signer that has just built ``envelope`` passes its ``chain`` and ``created`` (the
+    signing time) so the envelope is not parsed again; otherwise both come from parsing it.
+
     Raises:
-        JWSFormatError: ``envelope`` is not a Notation JWS envelope.
+        JWSFormatError: ``envelope`` is not a Notation JWS envelope (when parsed).
+        ValueError: ``chain`` given without ``created``.
     """
-    parsed = parse_envelope(envelope)
-    when = created or parsed.signing_time
+    if chain is not None:
+        if created is None:
+            raise ValueError("signature_manifest(chain=...) needs created= (the signing time)")
+        thumbprints = chain_thumbprints(chain)
+        when = created
+    else:
+        parsed = parse_envelope(envelope)
+        thumbprints = parsed.thumbprints
+        when = created or parsed.signing_time
     layer = Descriptor.for_content(MEDIA_TYPE_JWS, envelope)
     subject_json = {
         "mediaType": subject.media_type,
@@ -123,7 +142,7 @@ def signature_manifest(
     manifest["layers"] = [layer.to_json()]
     manifest["subject"] = subject_json
     manifest["annotations"] = {
-        THUMBPRINT_ANNOTATION: _json(parsed.thumbprints).decode("ascii"),
+        THUMBPRINT_ANNOTATION: _json(thumbprints).decode("ascii"),
         CREATED_ANNOTATION: format_time(when),
     }
     return _json(manifest)

@@ -27,6 +27,7 @@ early: clamping makes the certificate say so honestly.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -186,6 +187,11 @@ def check_http_url(url: str, what: str) -> str:
     """
     if not isinstance(url, str):
         raise ProfileError(f"{what}: URL must be a string, not {type(url).__name__}")
+    return _check_http_url_text(url, what)
+
+
+@functools.lru_cache(maxsize=256)  # a hold passes the same two URLs for every leaf
+def _check_http_url_text(url: str, what: str) -> str:
     if not url.isascii() or any(ch.isspace() or ord(ch) < 0x21 for ch in url):
         raise ProfileError(f"{what}: URL must be printable ASCII without spaces")
     try:
