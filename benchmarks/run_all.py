@@ -263,7 +263,7 @@ def main() -> int:
     secs = "0.3" if args.quick else "1.0"
     plan: list[tuple[str, list[str], str]] = [
         ("bench_cosign.py", ["--json", "--seconds", secs], "json"),
-        ("bench_notation.py", ["--json", "--runs", "5" if args.quick else "15"], "json"),
+        ("bench_notation.py", ["--json", "--runs", "5" if args.quick else "25"], "json"),
         ("bench_atproto.py", ["--seconds", secs], "atproto"),
         ("bench_crl_ocsp.py", [] if args.quick else ["--full"], "crl"),
         (
