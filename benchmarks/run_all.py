@@ -232,7 +232,7 @@ def goals(rows: list[Row]) -> str:
         out.append(f"- {label}: {row.ratio:.2f} (goal >= {goal}): {verdict}")
     groups: list[list[Row]] = []  # a step and its indented sub-steps, kept together
     for r in rows:
-        if r.name.startswith("stage: ") and r.ratio is not None:
+        if r.name.startswith("stage: ") and r.ratio is not None and r.value >= 0.5:
             if r.name[7:].startswith(" ") and groups:
                 groups[-1].append(r)
             else:
