@@ -617,14 +617,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--since", metavar="TIME", help="with --did: only those issued since TIME")
     p.add_argument(
         "--reason",
+        # certificateHold is not a revocation and aACompromise concerns attribute
+        # authorities; removeFromCRL belongs to delta CRLs.
         choices=[
-            "unspecified",
-            "keyCompromise",
-            "cACompromise",
-            "affiliationChanged",
-            "superseded",
-            "cessationOfOperation",
-            "privilegeWithdrawn",
+            flag.value
+            for flag in x509.ReasonFlags
+            if flag
+            not in (
+                x509.ReasonFlags.certificate_hold,
+                x509.ReasonFlags.aa_compromise,
+                x509.ReasonFlags.remove_from_crl,
+            )
         ],
     )
     p.add_argument("--invalidity-date", metavar="TIME")

@@ -35,6 +35,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from cryptography import x509
+
 from holdca.errors import DuplicateSerialError, LedgerError
 
 __all__ = [
@@ -52,18 +54,10 @@ __all__ = [
 SCHEMA_VERSION = 1
 """The ledger schema this holdca writes (``PRAGMA user_version``)."""
 
+# RFC 5280 CRLReason names, as cryptography's ReasonFlags spells them; removeFromCRL only
+# appears in delta CRLs, which holdca does not issue.
 REASONS = frozenset(
-    {
-        "unspecified",
-        "keyCompromise",
-        "cACompromise",
-        "affiliationChanged",
-        "superseded",
-        "cessationOfOperation",
-        "certificateHold",
-        "privilegeWithdrawn",
-        "aACompromise",
-    }
+    flag.value for flag in x509.ReasonFlags if flag is not x509.ReasonFlags.remove_from_crl
 )
 """RFC 5280 CRLReason names (camelCase, as in the RFC and cryptography's ReasonFlags)."""
 

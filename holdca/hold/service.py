@@ -53,7 +53,7 @@ from holdca.errors import (
     PolicyError,
 )
 from holdca.hold.audit import AuditLog
-from holdca.hold.ledger import CARecord, IssuanceLedger, IssuanceRecord, Revocation
+from holdca.hold.ledger import REASONS, CARecord, IssuanceLedger, IssuanceRecord, Revocation
 from holdca.hold.policy import Authorizer, IssuancePolicy, SameDIDAuthorizer
 from holdca.keys import KeyStore, MemorySigner, SignatureAlgorithm, Signer
 from holdca.notation import (
@@ -240,21 +240,8 @@ class RotationResult:
     retire_at: datetime
 
 
-_REASON_BY_CAMEL = {
-    "unspecified": x509.ReasonFlags.unspecified,
-    "keyCompromise": x509.ReasonFlags.key_compromise,
-    "cACompromise": x509.ReasonFlags.ca_compromise,
-    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
-    "certificateHold": x509.ReasonFlags.certificate_hold,
-    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
-    "aACompromise": x509.ReasonFlags.aa_compromise,
-}
-
-
 def _reason_flag(reason: str | None) -> x509.ReasonFlags | None:
-    return None if reason is None else _REASON_BY_CAMEL.get(reason)
+    return x509.ReasonFlags(reason) if reason in REASONS else None
 
 
 class HoldCA:
