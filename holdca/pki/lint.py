@@ -171,6 +171,17 @@ class _Cert:
         except x509.ExtensionNotFound:
             return None
 
+    def critical_key_usage(self, rule: str) -> x509.KeyUsage:
+        """The keyUsage, which notation requires to be present and critical (``rule``)."""
+        ku_ext = self.extension(x509.KeyUsage)
+        if ku_ext is None:
+            raise self.fail(rule, "keyUsage is missing")
+        if not ku_ext.critical:
+            raise self.fail(rule, "keyUsage is not critical")
+        ku = ku_ext.value
+        assert isinstance(ku, x509.KeyUsage)
+        return ku
+
     def signed_by(self, issuer: _Cert) -> bool:
         try:
             self.cert.verify_directly_issued_by(issuer.cert)
@@ -223,13 +234,7 @@ def _check_leaf(c: _Cert, *, identity_dn: bool) -> None:
     else:
         raise c.fail("leaf-key", f"key type {type(key).__name__} is not EC or RSA")
 
-    ku_ext = c.extension(x509.KeyUsage)
-    if ku_ext is None:
-        raise c.fail("leaf-key-usage", "keyUsage is missing")
-    if not ku_ext.critical:
-        raise c.fail("leaf-key-usage", "keyUsage is not critical")
-    ku = ku_ext.value
-    assert isinstance(ku, x509.KeyUsage)
+    ku = c.critical_key_usage("leaf-key-usage")
     if not ku.digital_signature:
         raise c.fail("leaf-key-usage", "digitalSignature is not set")
     forbidden = [
@@ -311,13 +316,7 @@ def _check_ca(c: _Cert, cas_below: int) -> None:
         raise c.fail(
             "ca-path-length", f"pathLen {bc.path_length} but {cas_below} CA certificate(s) below"
         )
-    ku_ext = c.extension(x509.KeyUsage)
-    if ku_ext is None:
-        raise c.fail("ca-key-usage", "keyUsage is missing")
-    if not ku_ext.critical:
-        raise c.fail("ca-key-usage", "keyUsage is not critical")
-    ku = ku_ext.value
-    assert isinstance(ku, x509.KeyUsage)
+    ku = c.critical_key_usage("ca-key-usage")
     if not ku.key_cert_sign:
         raise c.fail("ca-key-usage", "keyCertSign is not set")
 
