@@ -207,9 +207,11 @@ Goals (issue 7): cosign with the CA key in memory >= 0.5 of the limit, on SoftHS
 """
 
 GOALS = [
-    ("cosign, CA key in memory, SQLite ledger", 0.5, "CA key in memory (SQLite ledger)"),
+    ("cosign, CA key in memory, SQLite ledger, cosign_many batches of 32", 0.5,
+     "CA key in memory (SQLite ledger, batches of 32)"),
     ("cosign, CA key in memory, MemoryLedger", 0.5, "CA key in memory (MemoryLedger)"),
-    ("cosign, CA key on SoftHSM, SQLite ledger", 0.3, "CA key on SoftHSM (SQLite ledger)"),
+    ("cosign, CA key on SoftHSM, SQLite ledger, cosign_many batches of 32", 0.3,
+     "CA key on SoftHSM (SQLite ledger, batches of 32)"),
     ("cosign, 2 worker processes, PEM CA, a MemoryLedger each", 1.8,
      "2 workers vs 1 (in-memory ledgers: CPU scaling)"),
     ("cosign, 2 worker processes, PEM CA, own SQLite ledger each", 1.8,

@@ -46,7 +46,12 @@ class AuditLog:
         self.logger = logger if logger is not None else logging.getLogger(AUDIT_LOGGER)
 
     def emit(self, event: str, now: datetime, fields: Mapping[str, _Value], *, level: int) -> None:
-        """Write one event: ``{"event": event, "time": now, **fields}`` as JSON."""
+        """Write one event: ``{"event": event, "time": now, **fields}`` as JSON.
+
+        Nothing is formatted when the logger would drop the event at ``level``.
+        """
+        if not self.logger.isEnabledFor(level):
+            return
         body: dict[str, _Value] = {"event": event, "time": now.isoformat()}
         body.update(fields)
         self.logger.log(
@@ -57,6 +62,8 @@ class AuditLog:
 
     def issued(self, record: IssuanceRecord, *, now: datetime) -> None:
         """An issued certificate (after the ledger committed it)."""
+        if not self.logger.isEnabledFor(logging.INFO):  # the hot path: skip building it
+            return
         self.emit(
             "issued",
             now,

@@ -7,6 +7,9 @@ label plus its certificate, and then:
   ATProto record proof, apply the issuance policy, issue a short-lived leaf to the DID
   for an ephemeral P-256 key, sign the Notation envelope and the OCI signature manifest,
   **commit the issuance to the ledger**, audit it, and only then return;
+* :meth:`HoldCA.cosign_many` / :meth:`HoldCA.resign_many`: the same for a batch of
+  requests, with one ledger commit for all of them (the durable commit costs more than the
+  signing; see docs/performance.md);
 * :meth:`HoldCA.revoke`, :meth:`HoldCA.crl`, :meth:`HoldCA.ocsp`: revocation;
 * :meth:`HoldCA.rotate`: a new root, cross-signed both ways with the old one, which stays
   published for a grace period; :meth:`HoldCA.trust_bundle` lists what relying parties
@@ -64,6 +67,7 @@ from holdca.notation import (
 )
 from holdca.pki import (
     CertStatus,
+    LeafTemplate,
     RevokedEntry,
     SubjectInfo,
     build_crl,
@@ -240,6 +244,28 @@ class RotationResult:
     retire_at: datetime
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """A request that passed every check: what signing (and re-signing) it needs."""
+
+    did: str
+    descriptor: Descriptor
+    verified: VerifiedRecord | None
+    validity: timedelta
+    kind: str
+
+
+@dataclass(frozen=True)
+class _IssuingKit:
+    """What every leaf of one CA state reuses: the leaf template and the chain's DER."""
+
+    state: CAState
+    settings: tuple[SubjectInfo, str | None, str | None]
+    template: LeafTemplate
+    suffix_der: tuple[bytes, ...]
+    suffix_valid: tuple[datetime, datetime]  # when every suffix certificate is valid
+
+
 def _reason_flag(reason: str | None) -> x509.ReasonFlags | None:
     return x509.ReasonFlags(reason) if reason in REASONS else None
 
@@ -294,10 +320,12 @@ class HoldCA:
         """
         self._state = state
         self._lock = threading.Lock()
-        # CA chain suffixes whose full notation profile lint has passed once (see
-        # _issue_and_sign): a leaf from issue_leaf differs only in DID, key, serial and
+        # CA chain suffixes (their DER) whose full notation profile lint has passed once
+        # (see _sign): a leaf from the LeafTemplate differs only in DID, key, serial and
         # dates, so later signatures skip the lint and check only the suffix's validity.
-        self._linted_suffixes: set[tuple[x509.Certificate, ...]] = set()
+        self._linted_suffixes: set[tuple[bytes, ...]] = set()
+        # the leaf template and chain DER of the current CA state (see _kit)
+        self._issuing_kit: _IssuingKit | None = None
         self.ledger = ledger
         self.hold_did = hold_did
         self.subject = subject
@@ -473,108 +501,196 @@ class HoldCA:
         """
         return self._sign_request(request, now=now, kind="resign")
 
+    def cosign_many(
+        self, requests: Sequence[CosignRequest], *, now: datetime
+    ) -> list[CosignResponse | HoldCAError]:
+        """Co-sign several requests with one ledger commit (one sync to disk for all).
+
+        Each request is checked and signed exactly as :meth:`cosign` does; the issuances
+        are then committed to the ledger in one transaction, and only then handed out.
+        This is how an embedder that queues requests (or re-signs many images) amortises
+        the ledger's durable commit, which otherwise costs more than the signing itself.
+
+        Returns:
+            One entry per request, in order: its response, or the HoldCAError that
+            refused it (audited like a :meth:`cosign` refusal). A failed ledger commit
+            makes every signed entry that LedgerError: nothing unrecorded is handed out.
+        """
+        return self._sign_many(requests, now=now, kind="cosign")
+
+    def resign_many(
+        self, requests: Sequence[CosignRequest], *, now: datetime
+    ) -> list[CosignResponse | HoldCAError]:
+        """:meth:`resign` for several requests with one ledger commit (see :meth:`cosign_many`)."""
+        return self._sign_many(requests, now=now, kind="resign")
+
     def _sign_request(self, request: CosignRequest, *, now: datetime, kind: str) -> CosignResponse:
         try:
-            if not self.cosign_enabled:
-                raise PolicyError("co-signing is disabled on this hold (HOLD_COSIGN_ENABLED)")
-            self.authorizer.authorize(request.caller, request.did)
-            did = self.policy.check_did(request.did)
-            validity = request.validity if request.validity is not None else self.leaf_validity
-            self.policy.check_validity(validity)
-            descriptor = request.descriptor
-            if descriptor.media_type not in _MANIFEST_TYPES:
-                raise MalformedInputError(
-                    f"descriptor media type {descriptor.media_type!r} is not an image manifest"
-                )
-            verified = verify_record_proof(
-                request.record_car,
-                request.did_document,
-                request.record_uri,
-                descriptor.digest,
-                did=did,
-            )
-            if self.policy.rate_limit is not None:
-                self.policy.rate_limit.acquire(did, now)
-            return self._issue_and_sign(
-                did, descriptor, verified=verified, validity=validity, now=now, kind=kind
-            )
+            checked = self._check(request, now=now, kind=kind)
+            return self._record_and_audit(checked, self._sign(checked, now=now), now=now)
         except HoldCAError as exc:
-            self.audit.refused(
-                operation=kind, did=request.did, caller=request.caller, error=exc, now=now
-            )
+            self._refused(request, kind, exc, now)
             raise
 
-    def _issue_and_sign(
-        self,
-        did: str,
-        descriptor: Descriptor,
-        *,
-        verified: VerifiedRecord | None,
-        validity: timedelta,
-        now: datetime,
-        kind: str,
-    ) -> CosignResponse:
-        state = self.state(now)
-        ca = state.active
-        for attempt in range(3):
-            leaf_key = MemorySigner.generate(SignatureAlgorithm.ES256)
-            leaf = issue_leaf(
-                ca.signer,
-                ca.certificate,
-                did=did,
-                public_key=leaf_key.public_key,
-                subject=self.subject,
-                now=now,
-                validity=validity,
-                crl_url=self.crl_url,
-                ocsp_url=self.ocsp_url,
-                serial=random_serial(),
-            )
-            chain = (leaf, *state.chain_suffix)
-            envelope = sign_envelope(
-                leaf_key,
-                chain,
-                descriptor,
-                now=now,
-                scheme=self.scheme,
-                check_chain=self._needs_lint(state.chain_suffix, now),
-            )
-            manifest = signature_manifest(
-                envelope, descriptor, chain=chain, created=now.replace(microsecond=0)
-            )
-            self._linted_suffixes.add(state.chain_suffix)
-            record = IssuanceRecord(
-                serial=leaf.serial_number,
-                did=did,
-                manifest_digest=descriptor.digest,
-                commit_cid=None if verified is None else str(verified.commit_cid),
-                rev=None if verified is None else verified.rev,
-                not_before=leaf.not_valid_before_utc,
-                not_after=leaf.not_valid_after_utc,
-                certificate_der=_der(leaf),
-                issuer_id=ca.ca_id,
-                issued_at=now,
-                kind=kind,
-            )
+    def _sign_many(
+        self, requests: Sequence[CosignRequest], *, now: datetime, kind: str
+    ) -> list[CosignResponse | HoldCAError]:
+        results: list[CosignResponse | HoldCAError] = []
+        signed: list[tuple[int, _Checked, CosignResponse]] = []
+        for i, request in enumerate(requests):
             try:
-                self.ledger.record_issuance(record)
+                checked = self._check(request, now=now, kind=kind)
+                response = self._sign(checked, now=now)
+            except HoldCAError as exc:
+                self._refused(request, kind, exc, now)
+                results.append(exc)
+                continue
+            signed.append((i, checked, response))
+            results.append(response)
+        try:
+            outcome = self.ledger.record_issuances([r.record for _, _, r in signed])
+        except LedgerError as exc:
+            outcome = [exc] * len(signed)
+        for (i, checked, response), error in zip(signed, outcome, strict=True):
+            if error is None:
+                self.audit.issued(response.record, now=now)
+                continue
+            try:
+                if not isinstance(error, DuplicateSerialError):
+                    raise error
+                # a 128-bit serial collided: sign this one again with a fresh serial
+                results[i] = self._record_and_audit(checked, None, now=now)
+            except HoldCAError as exc:
+                self._refused(requests[i], kind, exc, now)
+                results[i] = exc
+        return results
+
+    def _refused(
+        self, request: CosignRequest, kind: str, error: HoldCAError, now: datetime
+    ) -> None:
+        self.audit.refused(
+            operation=kind, did=request.did, caller=request.caller, error=error, now=now
+        )
+
+    def _check(self, request: CosignRequest, *, now: datetime, kind: str) -> _Checked:
+        """Policy, authorisation, the record proof and the rate limit, in that order."""
+        if not self.cosign_enabled:
+            raise PolicyError("co-signing is disabled on this hold (HOLD_COSIGN_ENABLED)")
+        self.authorizer.authorize(request.caller, request.did)
+        did = self.policy.check_did(request.did)
+        validity = request.validity if request.validity is not None else self.leaf_validity
+        self.policy.check_validity(validity)
+        descriptor = request.descriptor
+        if descriptor.media_type not in _MANIFEST_TYPES:
+            raise MalformedInputError(
+                f"descriptor media type {descriptor.media_type!r} is not an image manifest"
+            )
+        verified = verify_record_proof(
+            request.record_car,
+            request.did_document,
+            request.record_uri,
+            descriptor.digest,
+            did=did,
+        )
+        if self.policy.rate_limit is not None:
+            self.policy.rate_limit.acquire(did, now)
+        return _Checked(did, descriptor, verified, validity, kind)
+
+    def _sign(self, checked: _Checked, *, now: datetime) -> CosignResponse:
+        """Ephemeral key, leaf, envelope and signature manifest; not recorded in the ledger."""
+        did, descriptor, verified = checked.did, checked.descriptor, checked.verified
+        state = self.state(now)
+        kit = self._kit(state)
+        leaf_key = MemorySigner.generate(SignatureAlgorithm.ES256)
+        leaf_der = kit.template.issue_der(
+            did=did,
+            public_key=leaf_key.public_key,
+            now=now,
+            validity=checked.validity,
+            serial=random_serial(),
+        )
+        leaf = x509.load_der_x509_certificate(leaf_der)
+        chain_der = (leaf_der, *kit.suffix_der)
+        envelope = sign_envelope(
+            leaf_key,
+            chain_der,
+            descriptor,
+            now=now,
+            scheme=self.scheme,
+            check_chain=self._needs_lint(kit, now),
+        )
+        self._linted_suffixes.add(kit.suffix_der)
+        manifest = signature_manifest(
+            envelope, descriptor, chain=chain_der, created=now.replace(microsecond=0)
+        )
+        record = IssuanceRecord(
+            serial=leaf.serial_number,
+            did=did,
+            manifest_digest=descriptor.digest,
+            commit_cid=None if verified is None else str(verified.commit_cid),
+            rev=None if verified is None else verified.rev,
+            not_before=leaf.not_valid_before_utc,
+            not_after=leaf.not_valid_after_utc,
+            certificate_der=leaf_der,
+            issuer_id=state.active.ca_id,
+            issued_at=now,
+            kind=checked.kind,
+        )
+        return CosignResponse(envelope, manifest, (leaf, *state.chain_suffix), record, verified)
+
+    def _record_and_audit(
+        self, checked: _Checked, response: CosignResponse | None, *, now: datetime
+    ) -> CosignResponse:
+        """Commit the issuance, audit it and return it; re-sign on a serial collision.
+
+        ``response`` None: sign first (a retry after a collision in a batch).
+        """
+        for attempt in range(3):
+            if response is None or attempt:
+                response = self._sign(checked, now=now)
+            try:
+                self.ledger.record_issuance(response.record)
             except DuplicateSerialError:
                 if attempt == 2:
                     raise
                 continue
-            self.audit.issued(record, now=now)
-            return CosignResponse(envelope, manifest, chain, record, verified)
+            self.audit.issued(response.record, now=now)
+            return response
         raise LedgerError("could not find a free serial number")  # pragma: no cover
 
-    def _needs_lint(self, suffix: tuple[x509.Certificate, ...], now: datetime) -> bool:
-        """Whether a chain ending in ``suffix`` needs the full notation profile lint now.
+    def _kit(self, state: CAState) -> _IssuingKit:
+        """The leaf template and chain DER of ``state`` (built once per state and settings)."""
+        settings = (self.subject, self.crl_url, self.ocsp_url)
+        kit = self._issuing_kit
+        if kit is None or kit.state is not state or kit.settings != settings:
+            kit = _IssuingKit(
+                state=state,
+                settings=settings,
+                template=LeafTemplate(
+                    state.active.signer,
+                    state.active.certificate,
+                    subject=self.subject,
+                    crl_url=self.crl_url,
+                    ocsp_url=self.ocsp_url,
+                ),
+                suffix_der=tuple(_der(c) for c in state.chain_suffix),
+                suffix_valid=(
+                    max(c.not_valid_before_utc for c in state.chain_suffix),
+                    min(c.not_valid_after_utc for c in state.chain_suffix),
+                ),
+            )
+            self._issuing_kit = kit
+        return kit
+
+    def _needs_lint(self, kit: _IssuingKit, now: datetime) -> bool:
+        """Whether a chain ending in ``kit``'s CA suffix needs the full notation lint now.
 
         Yes the first time for each suffix, and whenever a suffix certificate is outside
         its validity at ``now`` (the lint then raises the ProfileError notation would).
         """
-        if suffix not in self._linted_suffixes:
+        if kit.suffix_der not in self._linted_suffixes:
             return True
-        return not all(c.not_valid_before_utc <= now <= c.not_valid_after_utc for c in suffix)
+        return not kit.suffix_valid[0] <= now <= kit.suffix_valid[1]
 
     def issue(
         self,

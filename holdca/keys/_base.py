@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from typing import Protocol, runtime_checkable
 
@@ -40,18 +41,21 @@ class SignatureAlgorithm(enum.Enum):
     PS384 = "PS384"
     PS512 = "PS512"
 
-    @property
+    # Enum members are singletons: each derived attribute is computed once per member and
+    # then read from the member's __dict__ (signing paths read them on every call).
+
+    @functools.cached_property
     def hash(self) -> hashes.HashAlgorithm:
-        """The digest algorithm this signature algorithm uses."""
+        """The digest algorithm this signature algorithm uses (one shared instance)."""
         bits = self.value[2:]
         return {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}[bits]
 
-    @property
+    @functools.cached_property
     def is_ecdsa(self) -> bool:
         """True for the ECDSA algorithms (ES*)."""
         return self.value.startswith("ES")
 
-    @property
+    @functools.cached_property
     def curve(self) -> ec.EllipticCurve:
         """The curve of an ECDSA algorithm; raises UnsupportedAlgorithmError for RSA."""
         curves: dict[str, ec.EllipticCurve] = {

@@ -12,7 +12,9 @@ Example::
 from __future__ import annotations
 
 import threading
+from typing import cast
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from holdca.errors import KeyExistsError, KeyNotFoundError, UnsupportedAlgorithmError
@@ -37,10 +39,21 @@ def generate_private_key(algorithm: SignatureAlgorithm) -> PrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS[algorithm])
 
 
+# Signature parameter objects are immutable: build them once per algorithm, not per signature.
+_ECDSA = {alg: ec.ECDSA(alg.hash) for alg in SignatureAlgorithm if alg.is_ecdsa}
+
+
 class MemorySigner:
     """A :class:`~holdca.keys.Signer` over a cryptography private key held in memory."""
 
-    __slots__ = ("_algorithm", "_key", "_pss", "_public")
+    __slots__ = ("_algorithm", "_ecdsa", "_key", "_pss", "_public", "_public_der")
+
+    _key: PrivateKey
+    _public: PublicKey
+    _algorithm: SignatureAlgorithm
+    _ecdsa: ec.ECDSA | None
+    _pss: padding.PSS | None
+    _public_der: bytes | None
 
     def __init__(self, key: PrivateKey, algorithm: SignatureAlgorithm | None = None) -> None:
         """Wrap ``key``; ``algorithm`` defaults to Notation's pairing for the key.
@@ -53,17 +66,31 @@ class MemorySigner:
         algorithm = algorithm or natural
         if algorithm.is_ecdsa != natural.is_ecdsa or (algorithm.is_ecdsa and algorithm != natural):
             raise UnsupportedAlgorithmError(f"a {natural.value} key cannot sign {algorithm.value}")
+        self._setup(key, public, algorithm)
+
+    def _setup(self, key: PrivateKey, public: PublicKey, algorithm: SignatureAlgorithm) -> None:
+        # ``algorithm`` has been checked against ``key`` (or ``key`` was made for it).
         self._key = key
-        self._public: PublicKey = public
+        self._public = public
         self._algorithm = algorithm
-        self._pss = padding.PSS(
-            mgf=padding.MGF1(algorithm.hash), salt_length=algorithm.hash.digest_size
-        )
+        self._public_der = None
+        if algorithm.is_ecdsa:
+            self._ecdsa = _ECDSA[algorithm]
+            self._pss = None
+        else:
+            self._ecdsa = None
+            self._pss = padding.PSS(
+                mgf=padding.MGF1(algorithm.hash), salt_length=algorithm.hash.digest_size
+            )
 
     @classmethod
     def generate(cls, algorithm: SignatureAlgorithm = SignatureAlgorithm.ES256) -> MemorySigner:
-        """A signer over a freshly generated key."""
-        return cls(generate_private_key(algorithm), algorithm)
+        """A signer over a freshly generated key (RSA sizes as :func:`generate_private_key`)."""
+        key = generate_private_key(algorithm)
+        # The key was made for ``algorithm``: skip __init__'s re-derivation and check.
+        signer = cls.__new__(cls)
+        signer._setup(key, key.public_key(), algorithm)
+        return signer
 
     @property
     def algorithm(self) -> SignatureAlgorithm:
@@ -76,16 +103,31 @@ class MemorySigner:
         return self._public
 
     @property
+    def public_key_der(self) -> bytes:
+        """The public key as DER SubjectPublicKeyInfo (encoded on first use, then kept).
+
+        cryptography re-encodes a key on every ``public_bytes`` call (a few microseconds);
+        :func:`holdca.notation.sign_envelope` matches the signer to the leaf with this.
+        """
+        der = self._public_der
+        if der is None:
+            der = self._public_der = self._public.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        return der
+
+    @property
     def private_key(self) -> PrivateKey:
         """The underlying cryptography key (software backends only)."""
         return self._key
 
     def sign(self, data: bytes) -> bytes:
         """Sign ``data``: DER ECDSA, or raw RSA-PSS."""
-        key = self._key
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            return key.sign(data, ec.ECDSA(self._algorithm.hash))
-        return key.sign(data, self._pss, self._algorithm.hash)
+        ecdsa = self._ecdsa
+        if ecdsa is not None:
+            return cast(ec.EllipticCurvePrivateKey, self._key).sign(data, ecdsa)
+        assert self._pss is not None  # set for every RSA key by _setup
+        return cast(rsa.RSAPrivateKey, self._key).sign(data, self._pss, self._algorithm.hash)
 
     def __repr__(self) -> str:
         return f"<MemorySigner {self._algorithm.value}>"

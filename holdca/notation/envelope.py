@@ -26,14 +26,15 @@ Example::
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeAlias
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -44,13 +45,14 @@ import holdca
 from holdca.errors import JWSFormatError, MalformedInputError
 from holdca.keys._base import SignatureAlgorithm, Signer
 from holdca.keys.encoding import der_to_raw
+from holdca.keys.memory import MemorySigner
 from holdca.notation._codec import (
     b64std_decode,
     b64std_encode,
     b64url_decode,
     b64url_encode,
     format_time,
-    go_json,
+    go_json_text,
     mapping_get_ci,
     parse_time,
     strict_json,
@@ -67,6 +69,7 @@ __all__ = [
     "MAX_ENVELOPE_SIZE",
     "MEDIA_TYPE_JWS",
     "PAYLOAD_CONTENT_TYPE",
+    "CertificateOrDER",
     "Descriptor",
     "Envelope",
     "SigningScheme",
@@ -113,6 +116,9 @@ _MEDIA_TYPE = re.compile(
     r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 )
 _ALGORITHMS = {alg.value: alg for alg in SignatureAlgorithm}
+
+CertificateOrDER: TypeAlias = x509.Certificate | bytes
+"""A chain element: a certificate or its DER (DER saves re-encoding it)."""
 
 
 class SigningScheme(enum.Enum):
@@ -292,12 +298,69 @@ class Envelope:
         return chain_thumbprints(self.certificate_chain)
 
 
-def chain_thumbprints(chain: Sequence[x509.Certificate]) -> list[str]:
-    """Lowercase hex SHA-256 of each certificate's DER, in order (notation's annotation)."""
-    return [hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).hexdigest() for c in chain]
+def chain_thumbprints(chain: Sequence[CertificateOrDER]) -> list[str]:
+    """Lowercase hex SHA-256 of each certificate's DER, in order (notation's annotation).
+
+    Each element is an :class:`x509.Certificate` or its DER ``bytes`` (DER saves
+    re-encoding; it is hashed as given, not parsed).
+
+    Raises:
+        TypeError: an element is neither.
+    """
+    if not chain:
+        return []
+    first = hashlib.sha256(_der(chain[0])).hexdigest()
+    return [first, *[_issuer_thumbprint(_issuer_der(c)) for c in chain[1:]]]
 
 
 # --- signing ------------------------------------------------------------------------
+#
+# The signing path is on every cosign, so it avoids what is costly in cryptography and
+# in the json module: certificates are taken as DER where the caller has it (encoding an
+# x509.Certificate costs about a third of an ECDSA signature), the leaf's key is matched
+# against the signer's by comparing SubjectPublicKeyInfo bytes (parsing the leaf's key
+# costs as much again), and the JSON is formatted directly. The output is byte-identical
+# to building the objects and encoding them with go_json / json.dumps (see the tests).
+
+_DER_ENCODING = serialization.Encoding.DER
+
+# Issuer certificates recur in every chain a CA signs with: their DER, base64 and
+# thumbprints are cached. The identity cache keeps each certificate alive while listed,
+# so an id() in it is never reused; it is small and simply emptied when full.
+_ISSUER_CACHE_SIZE = 64
+_issuer_ders: dict[int, tuple[x509.Certificate, bytes]] = {}
+
+
+def _der(cert: CertificateOrDER) -> bytes:
+    if isinstance(cert, bytes):
+        return cert
+    if isinstance(cert, x509.Certificate):
+        return cert.public_bytes(_DER_ENCODING)
+    raise TypeError(f"chain elements must be x509.Certificate or DER bytes, not {type(cert)}")
+
+
+def _issuer_der(cert: CertificateOrDER) -> bytes:
+    if isinstance(cert, bytes):
+        return cert
+    entry = _issuer_ders.get(id(cert))
+    if entry is not None and entry[0] is cert:
+        return entry[1]
+    der = _der(cert)
+    assert isinstance(cert, x509.Certificate)  # _der raised otherwise
+    if len(_issuer_ders) >= _ISSUER_CACHE_SIZE:
+        _issuer_ders.clear()
+    _issuer_ders[id(cert)] = (cert, der)
+    return der
+
+
+@functools.lru_cache(maxsize=_ISSUER_CACHE_SIZE)
+def _issuer_b64(der: bytes) -> str:
+    return b64std_encode(der)
+
+
+@functools.lru_cache(maxsize=_ISSUER_CACHE_SIZE)
+def _issuer_thumbprint(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()
 
 
 def _public_der(key: object) -> bytes:
@@ -306,9 +369,175 @@ def _public_der(key: object) -> bytes:
     )
 
 
+# Bytes per ECDSA integer (r, s) in a raw JWS signature.
+_ECDSA_SIZES = {
+    SignatureAlgorithm.ES256: 32,
+    SignatureAlgorithm.ES384: 48,
+    SignatureAlgorithm.ES512: 66,
+}
+
+
+def _ec_spki_table() -> dict[int, tuple[bytes, SignatureAlgorithm, int]]:
+    """Per Notation curve, by the length of its subjectPublicKeyInfo: the DER up to the
+    uncompressed point as cryptography writes it (taken from the generator, 1 * G), the
+    algorithm and its raw integer size."""
+    table = {}
+    for algorithm, size in _ECDSA_SIZES.items():
+        der = _public_der(ec.derive_private_key(1, algorithm.curve).public_key())
+        table[len(der)] = (der[: -(2 * size + 1)], algorithm, size)
+    return table
+
+
+_EC_SPKI = _ec_spki_table()
+
+
+def _der_header(der: bytes, pos: int) -> tuple[int, int]:
+    """(contents start, contents end) of the DER TLV at ``pos``; end is -1 for a length
+    that is not DER (indefinite, over 3 octets, or not minimal)."""
+    length = der[pos + 1]
+    if length < 0x80:
+        return pos + 2, pos + 2 + length
+    count = length - 0x80
+    start = pos + 2 + count
+    length = int.from_bytes(der[pos + 2 : start], "big")
+    if not 0 < count < 4 or der[pos + 2] == 0 or length < 0x80:
+        return start, -1
+    return start, start + length
+
+
+# serialNumber, signature, issuer, validity, subject: the TBS fields before the SPKI.
+_TBS_SKIPPED = (0x02, 0x30, 0x30, 0x30, 0x30)
+
+
+def _leaf_spki(der: bytes) -> bytes | None:
+    """The subjectPublicKeyInfo TLV of a DER certificate, or None where it is not found.
+
+    Walks only the TLV headers in front of it: Certificate ::= SEQUENCE { tbsCertificate
+    SEQUENCE { [0] version OPTIONAL, serialNumber, signature, issuer, validity, subject,
+    subjectPublicKeyInfo SEQUENCE, ... }, ... }; the Certificate must span ``der``.
+    """
+    try:
+        pos, end = _der_header(der, 0)
+        if der[0] != 0x30 or end != len(der) or der[pos] != 0x30:
+            return None
+        pos = _der_header(der, pos)[0]  # into tbsCertificate
+        if der[pos] == 0xA0:  # [0] version: a short-form TLV in DER
+            if der[pos + 1] >= 0x80:
+                return None
+            pos += 2 + der[pos + 1]
+        for tag in _TBS_SKIPPED:
+            if der[pos] != tag:
+                return None
+            length = der[pos + 1]
+            if length < 0x80:  # short form, inline: most fields
+                pos += 2 + length
+            else:
+                pos = _der_header(der, pos)[1]
+                if pos < 0:
+                    return None
+        if der[pos] != 0x30:
+            return None
+        end = _der_header(der, pos)[1]
+    except IndexError:
+        return None
+    return der[pos:end] if 0 <= end <= len(der) else None
+
+
+def _ecdsa_raw(der: bytes, size: int) -> bytes:
+    """DER ECDSA-Sig-Value -> raw r || s of ``2 * size`` bytes (as :func:`der_to_raw`).
+
+    Decodes in place the short-form DER of P-256 and P-384 signatures when both integers
+    are minimal, positive and fit ``size``; anything else goes to :func:`der_to_raw`, which
+    raises MalformedInputError for what is not DER.
+    """
+    n = len(der)
+    if 8 <= n < 0x80 and der[0] == 0x30 and der[1] == n - 2 and der[2] == 0x02 and der[3]:
+        s_at = 4 + der[3]
+        if s_at + 3 <= n and der[s_at] == 0x02 and der[s_at + 1] == n - s_at - 2:
+            r = der[4:s_at]
+            s = der[s_at + 2 :]
+            # Minimal and positive: first octet 01-7f, or a 00 sign octet before one >= 80.
+            if (0 < r[0] < 0x80 or (r[0] == 0 and len(r) > 1 and r[1] >= 0x80)) and (
+                0 < s[0] < 0x80 or (s[0] == 0 and len(s) > 1 and s[1] >= 0x80)
+            ):
+                r = r.lstrip(b"\0")  # drops the sign octet only
+                s = s.lstrip(b"\0")
+                if len(r) <= size and len(s) <= size:
+                    return r.rjust(size, b"\0") + s.rjust(size, b"\0")
+    return der_to_raw(der, size)
+
+
+def _protected_header(
+    algorithm: SignatureAlgorithm,
+    scheme: SigningScheme,
+    signing_time: datetime,
+    expiry: datetime | None,
+) -> str:
+    """The base64url protected header: go_json of the header object, formatted directly.
+
+    Keys in sorted order, ``crit`` in notation's order. Every value is an algorithm or
+    scheme name or an RFC 3339 time, none needing JSON escapes.
+    """
+    authority = scheme is SigningScheme.SIGNING_AUTHORITY
+    crit = [HEADER_SIGNING_SCHEME]
+    if authority:
+        crit.append(HEADER_AUTHENTIC_SIGNING_TIME)
+    if expiry is not None:
+        crit.append(HEADER_EXPIRY)
+    time = format_time(signing_time)
+    members = [
+        f'"alg":"{algorithm.value}"',
+        '"crit":[' + ",".join(f'"{name}"' for name in crit) + "]",
+        f'"cty":"{PAYLOAD_CONTENT_TYPE}"',
+    ]
+    if authority:
+        members.append(f'"{HEADER_AUTHENTIC_SIGNING_TIME}":"{time}"')
+    if expiry is not None:
+        members.append(f'"{HEADER_EXPIRY}":"{format_time(expiry)}"')
+    members.append(f'"{HEADER_SIGNING_SCHEME}":"{scheme.value}"')
+    if not authority:
+        members.append(f'"{HEADER_SIGNING_TIME}":"{time}"')
+    return b64url_encode(("{" + ",".join(members) + "}").encode("ascii"))
+
+
+def _payload(descriptor: Descriptor) -> str:
+    """The base64url payload: go_json of ``{"targetArtifact": descriptor}`` (no artifactType).
+
+    mediaType and digest are grammar-checked by Descriptor: of their characters only
+    ``&`` needs an escape (Go's ``\\u0026``). Annotations are arbitrary strings and go
+    through go_json.
+    """
+    media_type = descriptor.media_type
+    if "&" in media_type:
+        media_type = media_type.replace("&", "\\u0026")
+    annotations = descriptor.annotations
+    head = '{"targetArtifact":{'
+    if annotations:
+        head += '"annotations":' + go_json_text(dict(annotations)) + ","
+    text = (
+        f'{head}"digest":"{descriptor.digest}","mediaType":"{media_type}",'
+        f'"size":{int(descriptor.size)}}}}}'
+    )
+    return b64url_encode(text.encode("utf-8"))
+
+
+_DEFAULT_AGENT_JSON = json.dumps(DEFAULT_SIGNING_AGENT, ensure_ascii=False)
+_SECOND = timedelta(seconds=1)
+_X5C_SEPARATOR = '","'
+_NEVER = datetime.min.replace(tzinfo=UTC)
+_LAST_SECOND = datetime.max.replace(microsecond=0, tzinfo=UTC)  # + 1 s would overflow
+
+# The last signature's second (start, end), algorithm, scheme, expiry and protected header:
+# a stream of signatures reuses them within each second instead of rounding the time and
+# formatting the header again. Replaced as one tuple, so threads see a consistent entry.
+_last_header: tuple[
+    datetime, datetime, SignatureAlgorithm | None, SigningScheme | None, datetime | None, str
+] = (_NEVER, _NEVER, None, None, None, "")
+
+
 def sign_envelope(
     signer: Signer,
-    chain: Sequence[x509.Certificate],
+    chain: Sequence[CertificateOrDER],
     descriptor: Descriptor,
     *,
     now: datetime,
@@ -325,7 +554,10 @@ def sign_envelope(
 
     Args:
         signer: the key of ``chain[0]``.
-        chain: leaf first, then intermediates, then the self-signed root.
+        chain: leaf first, then intermediates, then the self-signed root. Each element is
+            an :class:`x509.Certificate` or its DER ``bytes``; DER saves re-encoding (it
+            goes into ``x5c`` as given). Of DER elements only the leaf's
+            subjectPublicKeyInfo is read, unless ``check_chain`` parses them all.
         descriptor: the signed artifact (mediaType, digest, size, optional annotations).
         now: timezone-aware signing time.
         scheme: ``SigningScheme.X509`` or ``SigningScheme.SIGNING_AUTHORITY``.
@@ -336,25 +568,58 @@ def sign_envelope(
             for a chain the caller has just issued under a profile it has already checked,
             as :class:`holdca.hold.HoldCA` does after linting its first chain per CA.
 
+    Checks, in this order: a non-empty chain, an aware ``now``, the leaf key has a
+    Notation algorithm and is the signer's key, the signer uses that algorithm, an aware
+    ``expiry`` after the signing time, no reserved annotation keys, then (with
+    ``check_chain``) the chain profile.
+
     Raises:
         ValueError: empty chain, naive time, signer not matching the leaf, expiry not
-            after the signing time, or annotation keys in the reserved
-            ``io.cncf.notary`` namespace.
+            after the signing time, annotation keys in the reserved ``io.cncf.notary``
+            namespace, or a DER element that cryptography cannot parse when it has to.
+        TypeError: a chain element is neither a certificate nor bytes.
         ProfileError: the chain is one notation refuses to sign with (shape, profile, or a
             certificate not valid at the signing time; see holdca.pki.check_notation_profile).
         UnsupportedAlgorithmError: the leaf key has no Notation algorithm.
         SignerError: the signer failed.
     """
+    global _last_header  # noqa: PLW0603 (see its comment)
     if not chain:
         raise ValueError("the certificate chain is empty")
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
-    signing_time = now.astimezone(UTC).replace(microsecond=0)
+    if now.tzinfo is not UTC:
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("now must be timezone-aware")
+        now = now.astimezone(UTC)
+    last = _last_header
+    signing_time = last[0] if last[0] <= now < last[1] else now.replace(microsecond=0)
+
     leaf = chain[0]
-    leaf_key = leaf.public_key()
-    algorithm = SignatureAlgorithm.for_public_key(leaf_key)
-    if _public_der(signer.public_key) != _public_der(leaf_key):
-        raise ValueError("the signer's public key is not the leaf certificate's")
+    leaf_der = leaf if isinstance(leaf, bytes) else _der(leaf)
+    # MemorySigner keeps its encoded key; cryptography re-encodes on every call.
+    signer_der = (
+        signer.public_key_der
+        if isinstance(signer, MemorySigner)
+        else _public_der(signer.public_key)
+    )
+    if _leaf_spki(leaf_der) == signer_der:
+        # The leaf's subjectPublicKeyInfo is byte for byte the signer's: the same key. On a
+        # Notation curve its algorithm follows from the bytes (for_public_key is slower).
+        entry = _EC_SPKI.get(len(signer_der))
+        if entry is not None and signer_der.startswith(entry[0]):
+            _, algorithm, raw_size = entry
+        else:
+            algorithm = SignatureAlgorithm.for_public_key(signer.public_key)
+            raw_size = _ECDSA_SIZES.get(algorithm, 0)
+    else:
+        # A mismatch, or the same key encoded otherwise (a compressed point): compare
+        # the parsed keys.
+        if not isinstance(leaf, x509.Certificate):
+            leaf = x509.load_der_x509_certificate(leaf_der)
+        leaf_key = leaf.public_key()
+        algorithm = SignatureAlgorithm.for_public_key(leaf_key)
+        if leaf_key != signer.public_key:
+            raise ValueError("the signer's public key is not the leaf certificate's")
+        raw_size = _ECDSA_SIZES.get(algorithm, 0)
     if signer.algorithm is not algorithm:
         raise ValueError(
             f"the signer uses {signer.algorithm.value}, notation requires {algorithm.value}"
@@ -365,48 +630,42 @@ def sign_envelope(
         expiry = expiry.astimezone(UTC).replace(microsecond=0)
         if expiry <= signing_time:
             raise ValueError("expiry must be after the signing time")
-    for key in descriptor.annotations or {}:
-        if key.startswith("io.cncf.notary"):
-            raise ValueError(f"annotation {key!r} uses the reserved io.cncf.notary prefix")
+    if descriptor.annotations:
+        for key in descriptor.annotations:
+            if key.startswith("io.cncf.notary"):
+                raise ValueError(f"annotation {key!r} uses the reserved io.cncf.notary prefix")
     if check_chain:
-        check_notation_profile(chain, now=signing_time, identity_dn=False)
+        certificates = [
+            c if isinstance(c, x509.Certificate) else x509.load_der_x509_certificate(_der(c))
+            for c in chain
+        ]
+        check_notation_profile(certificates, now=signing_time, identity_dn=False)
 
-    header: dict[str, Any] = {
-        "alg": algorithm.value,
-        "cty": PAYLOAD_CONTENT_TYPE,
-        HEADER_SIGNING_SCHEME: scheme.value,
-    }
-    crit = [HEADER_SIGNING_SCHEME]
-    if scheme is SigningScheme.X509:
-        header[HEADER_SIGNING_TIME] = format_time(signing_time)
+    if last[0] is signing_time and last[2] is algorithm and last[3] is scheme and last[4] == expiry:
+        protected = last[5]
     else:
-        header[HEADER_AUTHENTIC_SIGNING_TIME] = format_time(signing_time)
-        crit.append(HEADER_AUTHENTIC_SIGNING_TIME)
-    if expiry is not None:
-        header[HEADER_EXPIRY] = format_time(expiry)
-        crit.append(HEADER_EXPIRY)
-    header["crit"] = crit
-
-    target = {k: v for k, v in descriptor.to_json().items() if k != "artifactType"}
-    protected = b64url_encode(go_json(header))
-    payload = b64url_encode(go_json({"targetArtifact": target}))
-    signing_input = f"{protected}.{payload}".encode("ascii")
-    raw_signature = signer.sign(signing_input)
-    if algorithm.is_ecdsa:
-        pub = signer.public_key
-        assert isinstance(pub, ec.EllipticCurvePublicKey)
-        raw_signature = der_to_raw(raw_signature, (pub.curve.key_size + 7) // 8)
-    envelope = {
-        "payload": payload,
-        "protected": protected,
-        "header": {
-            "x5c": [b64std_encode(c.public_bytes(serialization.Encoding.DER)) for c in chain],
-            _HEADER_SIGNING_AGENT: signing_agent,
-        },
-        "signature": b64url_encode(raw_signature),
-    }
-    # Go marshals the envelope struct in field order: payload, protected, header, signature.
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        protected = _protected_header(algorithm, scheme, signing_time, expiry)
+        end = signing_time + _SECOND if signing_time < _LAST_SECOND else signing_time
+        _last_header = (signing_time, end, algorithm, scheme, expiry, protected)
+    payload = _payload(descriptor)
+    raw_signature = signer.sign(f"{protected}.{payload}".encode("ascii"))
+    if raw_size:  # ECDSA: DER from the signer, raw r || s in JWS
+        raw_signature = _ecdsa_raw(raw_signature, raw_size)
+    x5c = [b64std_encode(leaf_der)]
+    for cert in chain[1:]:
+        x5c.append(_issuer_b64(cert if isinstance(cert, bytes) else _issuer_der(cert)))
+    agent = (
+        _DEFAULT_AGENT_JSON
+        if signing_agent is DEFAULT_SIGNING_AGENT
+        else json.dumps(signing_agent, ensure_ascii=False)
+    )
+    # Go marshals the envelope struct in field order: payload, protected, header, signature
+    # (written as json.dumps(..., separators=(",", ":"), ensure_ascii=False) would).
+    return (
+        f'{{"payload":"{payload}","protected":"{protected}",'
+        f'"header":{{"x5c":["{_X5C_SEPARATOR.join(x5c)}"],"{_HEADER_SIGNING_AGENT}":{agent}}},'
+        f'"signature":"{b64url_encode(raw_signature)}"}}'
+    ).encode()
 
 
 # --- parsing ------------------------------------------------------------------------

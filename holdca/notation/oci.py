@@ -37,13 +37,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
 from holdca._fs import atomic_write
 from holdca.errors import MalformedInputError
 from holdca.notation._codec import format_time, strict_json
 from holdca.notation.envelope import (
     MEDIA_TYPE_JWS,
+    CertificateOrDER,
     Descriptor,
     chain_thumbprints,
     parse_envelope,
@@ -96,13 +95,27 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _manifest_head(form: ManifestForm) -> str:
+    """The manifest's members before ``layers`` (constant per form), with a trailing comma."""
+    manifest: dict[str, Any] = {"schemaVersion": 2, "mediaType": MEDIA_TYPE_OCI_MANIFEST}
+    if form is ManifestForm.ARTIFACT_TYPE:
+        manifest["artifactType"] = ARTIFACT_TYPE_NOTATION
+        manifest["config"] = Descriptor.for_content(MEDIA_TYPE_EMPTY, EMPTY_JSON).to_json()
+    else:
+        manifest["config"] = Descriptor.for_content(ARTIFACT_TYPE_NOTATION, EMPTY_JSON).to_json()
+    return _json(manifest).decode("ascii")[:-1] + ","
+
+
+_MANIFEST_HEADS = {form: _manifest_head(form) for form in ManifestForm}
+
+
 def signature_manifest(
     envelope: bytes,
     subject: Descriptor,
     *,
     form: ManifestForm = ManifestForm.LEGACY,
     created: datetime | None = None,
-    chain: Sequence[x509.Certificate] | None = None,
+    chain: Sequence[CertificateOrDER] | None = None,
 ) -> bytes:
     """The OCI image manifest carrying ``envelope`` as a signature of ``subject``.
 
@@ -113,10 +126,13 @@ def signature_manifest(
 
     A signer that has just built ``envelope`` passes its ``chain`` and ``created`` (the
     signing time) so the envelope is not parsed again; otherwise both come from parsing it.
+    ``chain`` elements are :class:`x509.Certificate` or their DER ``bytes`` (DER saves
+    re-encoding: it is hashed as given); they are not checked against the envelope.
 
     Raises:
         JWSFormatError: ``envelope`` is not a Notation JWS envelope (when parsed).
-        ValueError: ``chain`` given without ``created``.
+        ValueError: ``chain`` given without ``created``, or ``created`` is naive.
+        TypeError: a ``chain`` element is neither a certificate nor bytes.
     """
     if chain is not None:
         if created is None:
@@ -127,25 +143,22 @@ def signature_manifest(
         parsed = parse_envelope(envelope)
         thumbprints = parsed.thumbprints
         when = created or parsed.signing_time
-    layer = Descriptor.for_content(MEDIA_TYPE_JWS, envelope)
-    subject_json = {
-        "mediaType": subject.media_type,
-        "digest": subject.digest,
-        "size": subject.size,
-    }
-    manifest: dict[str, Any] = {"schemaVersion": 2, "mediaType": MEDIA_TYPE_OCI_MANIFEST}
-    if form is ManifestForm.ARTIFACT_TYPE:
-        manifest["artifactType"] = ARTIFACT_TYPE_NOTATION
-        manifest["config"] = Descriptor.for_content(MEDIA_TYPE_EMPTY, EMPTY_JSON).to_json()
-    else:
-        manifest["config"] = Descriptor.for_content(ARTIFACT_TYPE_NOTATION, EMPTY_JSON).to_json()
-    manifest["layers"] = [layer.to_json()]
-    manifest["subject"] = subject_json
-    manifest["annotations"] = {
-        THUMBPRINT_ANNOTATION: _json(thumbprints).decode("ascii"),
-        CREATED_ANNOTATION: format_time(when),
-    }
-    return _json(manifest)
+    head = _MANIFEST_HEADS[
+        ManifestForm.ARTIFACT_TYPE if form is ManifestForm.ARTIFACT_TYPE else ManifestForm.LEGACY
+    ]
+    # Formatted directly, byte-identical to json.dumps of the manifest object in field
+    # order. The thumbprints are hex and the annotation holds their JSON list as a string
+    # (hence the escaped quotes); subject's mediaType and digest are grammar-checked by
+    # Descriptor and contain no character JSON escapes.
+    listed = ",".join([f'\\"{t}\\"' for t in thumbprints])
+    return (
+        f'{head}"layers":[{{"mediaType":"{MEDIA_TYPE_JWS}",'
+        f'"digest":"sha256:{hashlib.sha256(envelope).hexdigest()}","size":{len(envelope)}}}],'
+        f'"subject":{{"mediaType":"{subject.media_type}","digest":"{subject.digest}",'
+        f'"size":{int(subject.size)}}},'
+        f'"annotations":{{"{THUMBPRINT_ANNOTATION}":"[{listed}]",'
+        f'"{CREATED_ANNOTATION}":"{format_time(when)}"}}}}'
+    ).encode()
 
 
 def referrers_tag(digest: str) -> str:

@@ -3,10 +3,12 @@
 Everything here is a pure function of its inputs (signers, certificates, an explicit
 ``now``, data) returning cryptography objects or DER bytes; there is no I/O and no clock
 (except the producedAt cryptography's OCSP builder stamps, see :mod:`holdca.pki.ocsp`).
-Signing goes through :func:`holdca.keys.as_private_key`, so HSM keys work unchanged.
+Signing goes through :func:`holdca.keys.as_private_key` (or, for user leaves,
+:meth:`Signer.sign <holdca.keys.Signer.sign>` directly), so HSM keys work unchanged.
 
 Modules: :mod:`~holdca.pki.names` (subjects), :mod:`~holdca.pki.issue` (root,
-intermediate, leaf, OCSP responder, cross-certificates), :mod:`~holdca.pki.lint`
+intermediate, leaf, OCSP responder, cross-certificates), :mod:`~holdca.pki.template`
+(:class:`LeafTemplate`, the fast path for many leaves under one CA), :mod:`~holdca.pki.lint`
 (:func:`check_notation_profile`), :mod:`~holdca.pki.crl` and :mod:`~holdca.pki.ocsp`.
 See docs/pki.md.
 """
@@ -44,12 +46,14 @@ from holdca.pki.ocsp import (
     respond_ocsp,
     respond_ocsp_get,
 )
+from holdca.pki.template import LeafTemplate
 
 __all__ = [
     "MAX_CRL_BYTES",
     "MAX_OCSP_RESPONSE_BYTES",
     "CertID",
     "CertStatus",
+    "LeafTemplate",
     "OCSPRequestInfo",
     "OCSPResponseCache",
     "ProfileRuleError",

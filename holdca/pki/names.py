@@ -28,6 +28,8 @@ __all__ = [
     "MAX_COMMON_NAME",
     "SubjectInfo",
     "ca_name",
+    "check_common_name",
+    "check_subject_info",
     "common_name_of",
     "leaf_name",
     "responder_name",
@@ -98,9 +100,25 @@ class SubjectInfo:
         return attrs
 
 
-def _with_cn(subject: SubjectInfo, common_name: str) -> x509.Name:
+def check_subject_info(subject: object) -> SubjectInfo:
+    """Return ``subject`` if it is a :class:`SubjectInfo`.
+
+    Raises:
+        TypeError: it is not.
+    """
     if not isinstance(subject, SubjectInfo):
         raise TypeError(f"subject must be a SubjectInfo, not {type(subject).__name__}")
+    return subject
+
+
+def check_common_name(common_name: str) -> str:
+    """Return ``common_name`` if it can be the ``CN`` of a certificate holdca issues.
+
+    Raises:
+        ProfileError: it is empty or longer than 64 characters (RFC 5280 ub-common-name),
+            has control characters or edge whitespace, or contains ``=#`` / starts with
+            ``#`` (notation's DN parser rejects it).
+    """
     if not common_name or len(common_name) > MAX_COMMON_NAME:
         raise ProfileError(
             f"subject-cn: common name must be 1-{MAX_COMMON_NAME} characters (RFC 5280 "
@@ -110,6 +128,12 @@ def _with_cn(subject: SubjectInfo, common_name: str) -> x509.Name:
         raise ProfileError("subject-cn: common name has control characters or edge whitespace")
     if "=#" in common_name or common_name.startswith("#"):
         raise ProfileError("subject-cn: common name must not contain '=#' (notation rejects it)")
+    return common_name
+
+
+def _with_cn(subject: SubjectInfo, common_name: str) -> x509.Name:
+    check_subject_info(subject)
+    check_common_name(common_name)
     return x509.Name([*subject.attributes(), x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 

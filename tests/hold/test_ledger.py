@@ -255,3 +255,68 @@ def test_sqlite_serial_uniqueness_matches_set_semantics(
             pass
     assert accepted == len(set(serials)) == led.count()
     led.close()
+
+
+# The version 1 schema as released (issuance clustered on the serial), written out here so
+# the migration is tested against the old layout itself rather than against current code.
+_V1_SCHEMA = """
+CREATE TABLE issuance (
+    serial TEXT PRIMARY KEY, did TEXT NOT NULL, manifest_digest TEXT NOT NULL,
+    commit_cid TEXT, rev TEXT, not_before_us INTEGER NOT NULL, not_after_us INTEGER NOT NULL,
+    certificate BLOB NOT NULL, issuer_id TEXT NOT NULL, issued_at_us INTEGER NOT NULL,
+    kind TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX issuance_by_did ON issuance (did, issued_at_us);
+CREATE TABLE revocation (
+    serial TEXT PRIMARY KEY REFERENCES issuance (serial), revoked_at_us INTEGER NOT NULL,
+    reason TEXT, invalidity_date_us INTEGER
+) WITHOUT ROWID;
+CREATE TABLE crl_state (
+    issuer_id TEXT PRIMARY KEY, number INTEGER NOT NULL, this_update_us INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE ca (
+    ca_id TEXT PRIMARY KEY, key_label TEXT NOT NULL, certificate BLOB NOT NULL,
+    created_at_us INTEGER NOT NULL, state TEXT NOT NULL, retire_at_us INTEGER,
+    cross_certs BLOB NOT NULL, parent_id TEXT
+) WITHOUT ROWID;
+"""
+
+
+def test_a_version_1_ledger_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(_V1_SCHEMA)
+    us = int(T0.timestamp() * 1_000_000)
+    for serial, offset in ((0xB0, 2), (0xA0, 1)):  # serial order differs from issuance order
+        conn.execute(
+            "INSERT INTO issuance VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (f"{serial:x}", DID, "sha256:" + "ab" * 32, None, None, us, us + 10, b"\x30\x00",
+             "ca1", us + offset, "cosign"),
+        )  # fmt: skip
+    conn.execute("INSERT INTO revocation VALUES ('a0', ?, 'keyCompromise', NULL)", (us + 5,))
+    conn.execute("INSERT INTO crl_state VALUES ('ca1', 7, ?)", (us,))
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+    led = SQLiteLedger(path)
+    got = led.get(0xA0)
+    assert got is not None
+    assert got.issued_at == T0 + timedelta(microseconds=1)
+    assert [r.serial for r in led.by_did(DID)] == [0xA0, 0xB0]
+    [(revocation, issued)] = led.revoked("ca1")
+    assert revocation.reason == "keyCompromise"
+    assert issued.serial == 0xA0
+    assert led.next_crl_number("ca1", T0)[0] == 8
+    led.record_issuance(record(0xC0))
+    with pytest.raises(DuplicateSerialError):
+        led.record_issuance(record(0xB0))
+    with pytest.raises(LedgerError, match="was issued"):
+        led.revoke(0xD0, revoked_at=T0)
+    led.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.execute("PRAGMA foreign_keys = ON")
+    with pytest.raises(sqlite3.IntegrityError):  # the revocation FK still names issuance
+        conn.execute("INSERT INTO revocation VALUES ('ee', 1, NULL, NULL)")
+    conn.close()

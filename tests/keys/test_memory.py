@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from holdca.errors import KeyExistsError, UnsupportedAlgorithmError
@@ -94,3 +95,50 @@ def test_repr() -> None:
     signer = store.generate("a", SignatureAlgorithm.ES512)
     assert repr(signer) == "<MemorySigner ES512>"
     assert repr(store) == "<MemoryKeyStore 1 keys>"
+
+
+# (PS512: RSA-4096 generation is slow and adds nothing over PS384.)
+@pytest.mark.parametrize(
+    "algorithm", [a for a in SignatureAlgorithm if a is not SignatureAlgorithm.PS512]
+)
+def test_generated_signer_is_consistent(algorithm: SignatureAlgorithm) -> None:
+    """generate() skips __init__'s checks; the result is what __init__ would have built."""
+    signer = MemorySigner.generate(algorithm)
+    assert signer.algorithm is algorithm
+    assert SignatureAlgorithm.for_public_key(signer.public_key) is algorithm
+    assert signer.public_key.public_numbers() == signer.private_key.public_key().public_numbers()
+    rebuilt = MemorySigner(signer.private_key, algorithm)
+    for s in (signer, rebuilt):
+        verify(s, s.sign(b"message"), b"message")
+    verify(signer, rebuilt.sign(b"m"), b"m")
+
+
+def test_public_key_der_is_the_spki_and_kept() -> None:
+    signer = MemorySigner.generate()
+    der = signer.public_key_der
+    assert der == signer.public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert signer.public_key_der is der
+
+
+def test_algorithm_attributes_are_shared_per_member() -> None:
+    """hash / curve / is_ecdsa are computed once per algorithm and stay correct."""
+    expected = {
+        SignatureAlgorithm.ES256: ("sha256", "secp256r1"),
+        SignatureAlgorithm.ES384: ("sha384", "secp384r1"),
+        SignatureAlgorithm.ES512: ("sha512", "secp521r1"),
+        SignatureAlgorithm.PS256: ("sha256", None),
+        SignatureAlgorithm.PS384: ("sha384", None),
+        SignatureAlgorithm.PS512: ("sha512", None),
+    }
+    for algorithm, (hash_name, curve_name) in expected.items():
+        assert algorithm.hash.name == hash_name
+        assert algorithm.hash is algorithm.hash
+        assert algorithm.is_ecdsa is (curve_name is not None)
+        if curve_name is None:
+            with pytest.raises(UnsupportedAlgorithmError, match="not an ECDSA"):
+                _ = algorithm.curve
+        else:
+            assert algorithm.curve.name == curve_name
+            assert algorithm.curve is algorithm.curve
