@@ -6,6 +6,9 @@ Decoding untrusted blocks is two passes, chosen by measurement (docs/atproto.md)
    rejects what the fast codec would let through: any float (atproto has none), integers outside
    the signed 64-bit range, nesting deeper than ``max_depth``, more than ``max_items`` items,
    reserved additional-info values and truncation. The block size is checked before anything.
+   The walk is skipped when cheap byte counts already prove the block passes it (no ``0xfb``,
+   ``0x1b`` or ``0x3b`` byte, at most ``max_depth`` array/map head bytes, at most ``max_items``
+   bytes), which is the case for typical records.
 2. ``cbrrr`` (C) builds the objects and enforces the remaining DAG-CBOR rules: definite lengths,
    shortest-form integers and lengths, text-string map keys sorted length-first then bytewise
    with no duplicates, tag 42 only (bytes with a ``0x00`` prefix), no ``undefined`` or other simple
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import cbrrr
+from cbrrr._cbrrr import decode_dag_cbor as _decode_dag_cbor
 
 from holdca.atproto.cid import CID
 from holdca.errors import CIDError, DAGCBORError
@@ -64,6 +68,7 @@ DEFAULT_LIMITS: Final = DecodeLimits()
 """1 MiB blocks, depth 32, 131072 items."""
 
 _INT_LIMIT: Final = 1 << 63
+_CONTAINER_HEADS: Final = bytes(range(0x80, 0xC0))  # array and map heads (major types 4, 5)
 _MT_NAMES: Final = ("uint", "negint", "bytes", "text", "array", "map", "tag", "simple/float")
 
 
@@ -154,8 +159,31 @@ def prescan(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> int:
             remaining += 1
 
 
-def _cid_ctor(raw: bytes) -> CID:
-    return CID(raw)
+def _prescan_is_redundant(data: bytes, limits: DecodeLimits) -> bool:
+    """Whether ``data`` provably passes :func:`prescan`'s rules, by cheap byte counts.
+
+    Sufficient, not necessary (a False sends the block through :func:`prescan`):
+
+    * a float64 needs a ``0xfb`` head and an integer outside the signed 64-bit range an 8-byte
+      argument (``0x1b`` / ``0x3b``); with none of those bytes anywhere there are neither (the
+      fast codec rejects the other float widths itself);
+    * every item takes at least one byte, so a block no longer than ``max_items`` cannot
+      exceed it;
+    * each nesting level needs its own array/map head, a byte in ``0x80..0xbf``: with at most
+      ``max_depth`` such bytes anywhere, the nesting cannot be deeper.
+
+    Indefinite lengths, reserved additional info, truncation and trailing bytes are rejected
+    by the codec (and the ``used`` check) either way.
+    """
+    n = len(data)
+    return (
+        n <= limits.max_items
+        and n <= limits.max_size
+        and b"\xfb" not in data
+        and b"\x1b" not in data
+        and b"\x3b" not in data
+        and n - len(data.translate(None, _CONTAINER_HEADS)) <= limits.max_depth
+    )
 
 
 def decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
@@ -165,12 +193,14 @@ def decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
         DAGCBORError: the bytes are not strict atproto DAG-CBOR, or exceed ``limits``.
         CIDError: a tag-42 link is not a supported CIDv1.
     """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise DAGCBORError(f"DAG-CBOR input must be bytes, not {type(data).__name__}")
-    data = bytes(data)
-    prescan(data, limits)
+    if type(data) is not bytes:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise DAGCBORError(f"DAG-CBOR input must be bytes, not {type(data).__name__}")
+        data = bytes(data)
+    if not _prescan_is_redundant(data, limits):
+        prescan(data, limits)
     try:
-        value, used = cbrrr._cbrrr.decode_dag_cbor(data, _cid_ctor, False)
+        value, used = _decode_dag_cbor(data, CID, False)
     except CIDError:
         raise
     except (ValueError, TypeError, OverflowError, MemoryError) as exc:

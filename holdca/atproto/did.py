@@ -21,6 +21,7 @@ import re
 from holdca.errors import DIDSyntaxError
 
 __all__ = [
+    "DID_PATTERN",
     "DISALLOWED_TLDS",
     "MAX_DID_LENGTH",
     "did_method",
@@ -37,7 +38,10 @@ DISALLOWED_TLDS = frozenset(
 )
 """TLDs atproto never accepts in a handle or did:web hostname."""
 
-_GENERIC = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]")
+DID_PATTERN = r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]"
+"""The generic atproto DID grammar as a regular expression (match it in full)."""
+
+_GENERIC = re.compile(DID_PATTERN)
 _PLC = re.compile(r"did:plc:[a-z2-7]{24}")
 _LABEL = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
 _LOCALHOST_PORT = re.compile(r"localhost(?:%3A[0-9]{1,5})?")
@@ -109,6 +113,8 @@ def validate_account_did(did: str, *, allow_localhost: bool = False) -> str:
     Raises:
         DIDSyntaxError: invalid syntax, or a method other than plc / web.
     """
+    if type(did) is str and _PLC.fullmatch(did):  # the common case; implies the generic syntax
+        return did
     method = did_method(did)
     if method == "plc":
         if not _PLC.fullmatch(did):

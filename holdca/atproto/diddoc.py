@@ -11,10 +11,13 @@ Rules (atproto spec did "DID Documents"; research/atproto.md 4.2):
 * PDS: the first ``service`` entry with id ``#atproto_pds`` / ``<did>#atproto_pds`` and type
   ``AtprotoPersonalDataServer`` whose ``serviceEndpoint`` is an ``http(s)`` URL string; an entry
   that fails these checks is skipped.
+
+:func:`document_signing_key` is the cached shortcut to the signing key of a JSON document.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,10 +28,16 @@ from holdca.atproto.did import validate_did
 from holdca.atproto.didkey import PublicKey, parse_legacy_multibase, parse_multikey
 from holdca.errors import DIDDocumentError, DIDSyntaxError
 
-__all__ = ["MAX_DID_DOCUMENT_SIZE", "DIDDocument", "parse_did_document"]
+__all__ = [
+    "MAX_DID_DOCUMENT_SIZE",
+    "DIDDocument",
+    "document_signing_key",
+    "parse_did_document",
+]
 
 MAX_DID_DOCUMENT_SIZE: Final = 64 * 1024
 """Largest DID document accepted, in bytes."""
+_MAX_CACHED_DOCUMENT: Final = 8 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,3 +148,29 @@ def parse_did_document(data: bytes | str | Mapping[str, Any], did: str) -> DIDDo
         services=_objects(doc, "service"),
         also_known_as=tuple(a for a in aka if isinstance(a, str)),
     )
+
+
+def document_signing_key(data: bytes | str, did: str) -> PublicKey:
+    """``parse_did_document(data, did).atproto_key()``, cached per (document, DID).
+
+    A hold sees the same user, hence the same document, many times; the result is a pure
+    function of the two arguments and immutable, so the last 1024 are kept for documents of at
+    most 8192 bytes or characters (larger documents, which real DIDs do not have, are parsed
+    every time, so the cache stays small). Failures are not cached: they raise again every time.
+
+    Raises:
+        DIDSyntaxError: ``did`` is not a valid DID.
+        DIDDocumentError: as :func:`parse_did_document` and :meth:`DIDDocument.atproto_key`.
+    """
+    if (
+        (type(data) is not bytes and type(data) is not str)
+        or type(did) is not str
+        or len(data) > _MAX_CACHED_DOCUMENT
+    ):
+        return parse_did_document(data, did).atproto_key()
+    return _document_signing_key(data, did)
+
+
+@functools.lru_cache(maxsize=1024)
+def _document_signing_key(data: bytes | str, did: str) -> PublicKey:
+    return parse_did_document(data, did).atproto_key()

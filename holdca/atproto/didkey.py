@@ -56,6 +56,9 @@ P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC
 
 _PREFIX: Final[dict[Curve, bytes]] = {"k256": b"\xe7\x01", "p256": b"\x80\x24"}
 _ORDER: Final[dict[Curve, int]] = {"k256": K256_ORDER, "p256": P256_ORDER}
+_ORDER_BYTES: Final = {c: n.to_bytes(32, "big") for c, n in _ORDER.items()}
+_HALF_ORDER_BYTES: Final = {c: (n >> 1).to_bytes(32, "big") for c, n in _ORDER.items()}
+_ZERO32: Final = bytes(32)
 _LEGACY_TYPES: Final[dict[str, Curve]] = {
     "EcdsaSecp256k1VerificationKey2019": "k256",
     "EcdsaSecp256r1VerificationKey2019": "p256",
@@ -97,6 +100,8 @@ def b58decode(text: str, *, max_length: int = 256) -> bytes:
 class PublicKey:
     """A validated atproto signing key (K-256 or P-256), ready to verify 64-byte signatures.
 
+    Immutable (parsed keys are cached and shared): setting an attribute raises AttributeError.
+
     Attributes:
         curve: ``"k256"`` or ``"p256"``.
         compressed: the 33-byte SEC1 compressed point.
@@ -106,6 +111,9 @@ class PublicKey:
 
     curve: Curve
     compressed: bytes
+    _k256: _K256PublicKey | None
+    _p256: ec.EllipticCurvePublicKey | None
+    _multikey: str | None
 
     def __init__(self, curve: Curve, point: bytes) -> None:
         """Parse a SEC1 point (33-byte compressed or 65-byte uncompressed) on ``curve``.
@@ -113,36 +121,49 @@ class PublicKey:
         Raises:
             DIDSyntaxError: unknown curve, wrong length, or a point not on the curve.
         """
-        self._k256: _K256PublicKey | None = None
-        self._p256: ec.EllipticCurvePublicKey | None = None
-        self._multikey: str | None = None
+        k256: _K256PublicKey | None = None
+        p256: ec.EllipticCurvePublicKey | None = None
         if curve == "k256":
             try:
-                key = _K256PublicKey(bytes(point))
+                k256 = _K256PublicKey(bytes(point))
             except Exception as exc:  # coincurve raises ValueError / TypeError
                 raise DIDSyntaxError("not a valid secp256k1 public key point") from exc
             if len(point) not in (33, 65):
                 raise DIDSyntaxError("secp256k1 public key must be 33 or 65 bytes")
-            self._k256 = key
-            self.compressed = key.format(compressed=True)
+            compressed = k256.format(compressed=True)
         elif curve == "p256":
             if len(point) not in (33, 65):
                 raise DIDSyntaxError("P-256 public key must be 33 or 65 bytes")
             try:
-                pkey = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), bytes(point))
+                p256 = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), bytes(point))
             except ValueError as exc:
                 raise DIDSyntaxError("not a valid P-256 public key point") from exc
-            self._p256 = pkey
-            self.compressed = pkey.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
+            compressed = p256.public_bytes(Encoding.X962, PublicFormat.CompressedPoint)
         else:
             raise DIDSyntaxError(f"unsupported curve {curve!r}")
-        self.curve = curve
+        for name, value in (
+            ("_k256", k256),
+            ("_p256", p256),
+            ("_multikey", None),
+            ("compressed", compressed),
+            ("curve", curve),
+        ):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"PublicKey is immutable (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"PublicKey is immutable (cannot delete {name!r})")
 
     @property
     def multikey(self) -> str:
         """The Multikey string (``z...``)."""
-        if self._multikey is None:
-            self._multikey = "z" + b58encode(_PREFIX[self.curve] + self.compressed)
+        if self._multikey is None:  # computed once, on first use
+            object.__setattr__(
+                self, "_multikey", "z" + b58encode(_PREFIX[self.curve] + self.compressed)
+            )
+        assert self._multikey is not None
         return self._multikey
 
     @property
@@ -162,29 +183,36 @@ class PublicKey:
             SignatureInvalidError: wrong length (e.g. DER), r or s out of range, high-S, or the
                 signature does not verify.
         """
-        if not isinstance(signature, bytes | bytearray) or len(signature) != 64:
-            size = len(signature) if isinstance(signature, bytes | bytearray) else "non-bytes"
+        if type(signature) is not bytes:
+            if not isinstance(signature, bytes | bytearray):
+                raise SignatureInvalidError(
+                    "signature must be 64 bytes r||s (got non-bytes; DER is not accepted)"
+                )
+            signature = bytes(signature)
+        if len(signature) != 64:
             raise SignatureInvalidError(
-                f"signature must be 64 bytes r||s (got {size}; DER is not accepted)"
+                f"signature must be 64 bytes r||s (got {len(signature)}; DER is not accepted)"
             )
-        order = _ORDER[self.curve]
-        r = int.from_bytes(signature[:32], "big")
-        s = int.from_bytes(signature[32:], "big")
-        if not (0 < r < order and 0 < s < order):
+        # r and s as 32-byte big-endian strings: bytewise order is numeric order
+        order = _ORDER_BYTES[self.curve]
+        r = signature[:32]
+        s = signature[32:]
+        if not (_ZERO32 < r < order and _ZERO32 < s < order):
             raise SignatureInvalidError("signature r or s out of range")
-        if s > order >> 1:
+        if s > _HALF_ORDER_BYTES[self.curve]:
             raise SignatureInvalidError("high-S signature (atproto requires low-S)")
         if self._k256 is not None:
             sig = _ffi.new("secp256k1_ecdsa_signature *")
-            if not _lib.secp256k1_ecdsa_signature_parse_compact(_CTX.ctx, sig, bytes(signature)):
+            if not _lib.secp256k1_ecdsa_signature_parse_compact(_CTX.ctx, sig, signature):
                 raise SignatureInvalidError("signature r or s out of range")
             digest = hashlib.sha256(message).digest()
             if not _lib.secp256k1_ecdsa_verify(_CTX.ctx, sig, digest, self._k256.public_key):
                 raise SignatureInvalidError("K-256 signature does not verify")
             return
         assert self._p256 is not None
+        der = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
         try:
-            self._p256.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
+            self._p256.verify(der, message, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             raise SignatureInvalidError("P-256 signature does not verify") from None
 

@@ -16,7 +16,13 @@ from typing import Any, Final
 
 from holdca.errors import RecordMismatchError
 
-__all__ = ["MANIFEST_NSID", "ManifestRecord", "check_manifest_record", "validate_digest"]
+__all__ = [
+    "MANIFEST_NSID",
+    "ManifestRecord",
+    "check_manifest_record",
+    "checked_manifest",
+    "validate_digest",
+]
 
 MANIFEST_NSID: Final = "io.atcr.manifest"
 """Collection and ``$type`` of ATCR manifest records."""
@@ -73,15 +79,24 @@ def check_manifest_record(record: Any, expected_digest: str) -> ManifestRecord:
             is missing or mistyped, ``expected_digest`` or the record digest is not
             ``sha256:<64 hex>``, or the digests differ.
     """
-    validate_digest(expected_digest)
+    return checked_manifest(record, validate_digest(expected_digest))
+
+
+def checked_manifest(record: Any, expected_digest: str) -> ManifestRecord:
+    """:func:`check_manifest_record` for an ``expected_digest`` already validated by
+    :func:`validate_digest`.
+
+    Raises:
+        RecordMismatchError: as :func:`check_manifest_record`, except for ``expected_digest``.
+    """
     if not isinstance(record, dict):
         raise RecordMismatchError("record is not a map")
     kind = record.get("$type")
     if kind != MANIFEST_NSID:
         raise RecordMismatchError(f"record $type is {str(kind)[:80]!r}, not {MANIFEST_NSID!r}")
     digest = _string(record, "digest", 128)
-    validate_digest(digest)
-    if digest != expected_digest:
+    if digest != expected_digest:  # (equal to a valid digest means valid)
+        validate_digest(digest)
         raise RecordMismatchError(
             f"record digest {digest} does not match the expected {expected_digest}"
         )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from holdca.atproto.did import validate_did
+from holdca.atproto.did import DID_PATTERN, MAX_DID_LENGTH, validate_did
 from holdca.errors import ATURIError, DIDSyntaxError
 
 __all__ = [
@@ -43,6 +43,7 @@ _NSID: Final = re.compile(
     r"\.[a-zA-Z][a-zA-Z0-9]{0,62}"
 )
 _RKEY: Final = re.compile(r"[a-zA-Z0-9_~.:-]{1,512}")
+_RECORD_URI: Final = re.compile(f"at://({DID_PATTERN})/({_NSID.pattern})/({_RKEY.pattern})")
 _TID: Final = re.compile(r"[2-7a-j][2-7a-z]{12}")
 _B32_SORTABLE: Final = "234567abcdefghijklmnopqrstuvwxyz"
 
@@ -121,6 +122,13 @@ def parse_record_uri(uri: object) -> tuple[str, str, str]:
     """
     if not isinstance(uri, str) or len(uri) > 8192:
         raise ATURIError("record URI must be a string of at most 8192 characters")
+    # fast path: one regex for the three parts (none of them can hold a "/"); anything it
+    # does not accept is diagnosed part by part below
+    match = _RECORD_URI.fullmatch(uri)
+    if match is not None:
+        did, collection, rkey = match.groups()
+        if len(did) <= MAX_DID_LENGTH and len(collection) <= 317 and rkey not in (".", ".."):
+            return did, collection, rkey
     if not uri.startswith("at://"):
         raise ATURIError(f"record URI must start with 'at://': {_shown(uri)}")
     parts = uri[5:].split("/")

@@ -26,17 +26,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from holdca.atproto import dagcbor
-from holdca.atproto.car import DEFAULT_CAR_LIMITS, CARLimits, read_car
+from holdca.atproto.car import DEFAULT_CAR_LIMITS, CARLimits, read_car_raw
 from holdca.atproto.cid import CID, CODEC_DAG_CBOR
-from holdca.atproto.commit import Commit, parse_commit, verify_commit
+from holdca.atproto.commit import Commit, commit_fields
 from holdca.atproto.did import validate_account_did
-from holdca.atproto.diddoc import DIDDocument, parse_did_document
+from holdca.atproto.diddoc import DIDDocument, document_signing_key, parse_did_document
 from holdca.atproto.didkey import PublicKey
-from holdca.atproto.mst import lookup
+from holdca.atproto.mst import lookup_raw
 from holdca.atproto.record import (
     MANIFEST_NSID,
     ManifestRecord,
-    check_manifest_record,
+    checked_manifest,
     validate_digest,
 )
 from holdca.atproto.syntax import mst_key, parse_record_uri
@@ -122,42 +122,57 @@ def prove_record(
         DAGCBORError: the record block is not strict DAG-CBOR or not a map.
         ATURIError: invalid collection or record key.
     """
-    key_bytes = mst_key(collection, rkey)
-    car = read_car(car_bytes, limits)
-    root = car.roots[0]
-    block = car.blocks.get(root)
-    if block is None:
-        raise IncompleteProofError(f"CAR lacks its root block {root} (the commit)")
-    commit = parse_commit(block, root)
-    if commit.did != did:
-        raise RecordMismatchError(
-            f"commit is for {commit.did[:100]!r}, not the requested DID {did!r}"
-        )
-    verify_commit(commit, key)
-    record_cid = lookup(car.blocks, commit.data, key_bytes)
-    if record_cid is None:
-        raise RecordAbsentError(
-            f"repo of {did} at rev {commit.rev} has no record {collection}/{rkey}"
-        )
-    if record_cid.codec != CODEC_DAG_CBOR:
-        raise DAGCBORError(f"record link {record_cid} is not a dag-cbor CID")
-    record_block = car.blocks.get(record_cid)
-    if record_block is None:
-        raise IncompleteProofError(f"CAR lacks the record block {record_cid}")
-    try:
-        record = dagcbor.decode(record_block)
-    except CIDError as exc:
-        raise DAGCBORError(f"record holds an unsupported CID link: {exc}") from None
-    if not isinstance(record, dict):
-        raise DAGCBORError("record is not a map")
+    path = mst_key(collection, rkey)
+    root, fields, record_cid, record = _prove(car_bytes, key, did, path, limits)
+    commit_did, data, rev, prev, sig, unsigned = fields
+    commit = Commit(
+        cid=CID(root), did=commit_did, data=data, rev=rev, prev=prev, sig=sig, unsigned=unsigned
+    )
     return ProvenRecord(
         did=did,
         collection=collection,
         rkey=rkey,
         commit=commit,
-        record_cid=record_cid,
+        record_cid=CID(record_cid),
         record=record,
     )
+
+
+def _prove(
+    car_bytes: bytes, key: PublicKey, did: str, path: bytes, limits: CARLimits
+) -> tuple[bytes, tuple[str, CID, str, CID | None, bytes, bytes], bytes, dict[str, Any]]:
+    """The checks of :func:`prove_record` for the MST key ``path``, without wrapper objects.
+
+    Returns the commit's binary CID, its fields (see
+    :func:`~holdca.atproto.commit.commit_fields`), the record's binary CID and the record.
+    """
+    roots, blocks = read_car_raw(car_bytes, limits)
+    root = roots[0]
+    block = blocks.get(root)
+    if block is None:
+        raise IncompleteProofError(f"CAR lacks its root block {CID(root)} (the commit)")
+    fields = commit_fields(block)
+    commit_did, data, rev, _, sig, unsigned = fields
+    if commit_did != did:
+        raise RecordMismatchError(
+            f"commit is for {commit_did[:100]!r}, not the requested DID {did!r}"
+        )
+    key.verify(unsigned, sig)
+    record_cid = lookup_raw(blocks.get, data.raw, path)
+    if record_cid is None:
+        raise RecordAbsentError(f"repo of {did} at rev {rev} has no record {path.decode()}")
+    if record_cid[1] != CODEC_DAG_CBOR:  # pragma: no cover - lookup returns dag-cbor links
+        raise DAGCBORError(f"record link {CID(record_cid)} is not a dag-cbor CID")
+    record_block = blocks.get(record_cid)
+    if record_block is None:
+        raise IncompleteProofError(f"CAR lacks the record block {CID(record_cid)}")
+    try:
+        record = dagcbor.decode(record_block)
+    except CIDError as exc:
+        raise DAGCBORError(f"record holds an unsupported CID link: {exc}") from None
+    if type(record) is not dict:
+        raise DAGCBORError("record is not a map")
+    return root, fields, record_cid, record
 
 
 def verify_record_proof(
@@ -175,6 +190,8 @@ def verify_record_proof(
     Args:
         car_bytes: the ``com.atproto.sync.getRecord`` CAR.
         did_document: the DID document (JSON bytes/text/object, or a parsed :class:`DIDDocument`).
+            The signing key of JSON bytes/text is cached per (document, DID): see
+            :func:`~holdca.atproto.diddoc.document_signing_key`.
         uri: ``at://<did>/io.atcr.manifest/<rkey>``.
         expected_digest: the manifest digest being certified, ``sha256:<64 hex>``.
         did: when given, must equal the DID of ``uri`` (the caller's claimed identity).
@@ -197,24 +214,27 @@ def verify_record_proof(
     if collection != MANIFEST_NSID:
         raise ATURIError(f"collection must be {MANIFEST_NSID!r}, not {collection!r}")
     validate_digest(expected_digest)
-    doc = (
-        did_document
-        if isinstance(did_document, DIDDocument)
-        else parse_did_document(did_document, uri_did)
-    )
-    if doc.did != uri_did:
-        raise RecordMismatchError(f"DID document is for {doc.did}, not {uri_did}")
-    key = doc.atproto_key()
-    proven = prove_record(car_bytes, key, uri_did, collection, rkey, limits=limits)
-    manifest = check_manifest_record(proven.record, expected_digest)
+    if isinstance(did_document, DIDDocument):
+        if did_document.did != uri_did:
+            raise RecordMismatchError(f"DID document is for {did_document.did}, not {uri_did}")
+        key = did_document.atproto_key()
+    elif type(did_document) is bytes or type(did_document) is str:
+        key = document_signing_key(did_document, uri_did)
+    else:
+        key = parse_did_document(did_document, uri_did).atproto_key()
+    # parse_record_uri checked the NSID and record key, so this is mst_key(collection, rkey)
+    # (at most 16 + 1 + 512 bytes)
+    path = f"{collection}/{rkey}".encode()
+    root, (_, _, rev, _, _, _), record_cid, record = _prove(car_bytes, key, uri_did, path, limits)
+    manifest = checked_manifest(record, expected_digest)
     return VerifiedRecord(
         did=uri_did,
         collection=collection,
         rkey=rkey,
-        record_cid=proven.record_cid,
-        commit_cid=proven.commit.cid,
-        rev=proven.commit.rev,
-        record=proven.record,
+        record_cid=CID(record_cid),
+        commit_cid=CID(root),
+        rev=rev,
+        record=record,
         manifest=manifest,
         signing_key=key.did_key,
     )
