@@ -495,10 +495,6 @@ def _revocation_row(row: tuple[object, ...]) -> Revocation:
 _INSERT_ISSUANCE = f"INSERT INTO issuance ({_ISSUANCE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608 (constant column list)
 
 
-def _is_duplicate(error: LedgerError) -> bool:
-    return isinstance(error, DuplicateSerialError)
-
-
 class _Pending:
     """One issuance waiting for a group commit, and its outcome once ``done``."""
 
@@ -665,7 +661,9 @@ class SQLiteLedger:
             LedgerError: the transaction failed; none of ``records`` was committed.
         """
         errors = self._commit_queued([_Pending(r) for r in records])
-        failed = next((e for e in errors if e is not None and not _is_duplicate(e)), None)
+        failed = next(
+            (e for e in errors if e is not None and not isinstance(e, DuplicateSerialError)), None
+        )
         if failed is not None:
             raise failed
         return errors

@@ -73,7 +73,6 @@ from holdca.pki import (
     build_crl,
     cross_sign,
     issue_intermediate,
-    issue_leaf,
     issue_root,
     parse_ocsp_request,
     random_serial,
@@ -717,16 +716,8 @@ class HoldCA:
             did = self.policy.check_did(did)
             self.policy.check_validity(validity)
             state = self.state(now)
-            leaf = issue_leaf(
-                state.active.signer,
-                state.active.certificate,
-                did=did,
-                public_key=public_key,
-                subject=self.subject,
-                now=now,
-                validity=validity,
-                crl_url=self.crl_url,
-                ocsp_url=self.ocsp_url,
+            leaf = self._kit(state).template.issue(
+                did=did, public_key=public_key, now=now, validity=validity
             )
             record = IssuanceRecord(
                 serial=leaf.serial_number,
