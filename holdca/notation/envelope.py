@@ -409,6 +409,18 @@ def _der_header(der: bytes, pos: int) -> tuple[int, int]:
 _TBS_SKIPPED = (0x02, 0x30, 0x30, 0x30, 0x30)
 
 
+def _load_der(der: bytes) -> x509.Certificate:
+    """A chain element's DER as a Certificate; every refusal is the documented ValueError.
+
+    cryptography raises ValueError for malformed DER but x509.InvalidVersion (not a
+    ValueError) for a bad version field.
+    """
+    try:
+        return x509.load_der_x509_certificate(der)
+    except x509.InvalidVersion as exc:
+        raise ValueError(f"cannot parse a chain certificate: {exc}") from None
+
+
 def _leaf_spki(der: bytes) -> bytes | None:
     """The subjectPublicKeyInfo TLV of a DER certificate, or None where it is not found.
 
@@ -614,7 +626,7 @@ def sign_envelope(
         # A mismatch, or the same key encoded otherwise (a compressed point): compare
         # the parsed keys.
         if not isinstance(leaf, x509.Certificate):
-            leaf = x509.load_der_x509_certificate(leaf_der)
+            leaf = _load_der(leaf_der)
         leaf_key = leaf.public_key()
         algorithm = SignatureAlgorithm.for_public_key(leaf_key)
         if leaf_key != signer.public_key:
@@ -635,10 +647,7 @@ def sign_envelope(
             if key.startswith("io.cncf.notary"):
                 raise ValueError(f"annotation {key!r} uses the reserved io.cncf.notary prefix")
     if check_chain:
-        certificates = [
-            c if isinstance(c, x509.Certificate) else x509.load_der_x509_certificate(_der(c))
-            for c in chain
-        ]
+        certificates = [c if isinstance(c, x509.Certificate) else _load_der(_der(c)) for c in chain]
         check_notation_profile(certificates, now=signing_time, identity_dn=False)
 
     if last[0] is signing_time and last[2] is algorithm and last[3] is scheme and last[4] == expiry:

@@ -354,6 +354,12 @@ def test_der_chain_keeps_every_check(
     # Malformed DER: the leaf walk finds no key, cryptography's parser then refuses it.
     with pytest.raises(ValueError, match=r"(?i)asn1|parse"):
         sign_envelope(key, [ders[0][:-1], ders[1]], desc, now=NOW, check_chain=False)
+    # A bad version field, parsed by the lint (check_chain): cryptography raises
+    # InvalidVersion, which is not a ValueError; sign_envelope reports the ValueError.
+    bad_version = bytearray(ders[0])
+    bad_version[bad_version.index(b"\xa0\x03\x02\x01\x02") + 4] = 7
+    with pytest.raises(ValueError, match="parse"):
+        sign_envelope(key, [bytes(bad_version), ders[1]], desc, now=NOW, check_chain=True)
     with pytest.raises(TypeError):
         sign_envelope(key, [ders[0], "root"], desc, now=NOW, check_chain=False)  # type: ignore[list-item]
     with pytest.raises(TypeError):
@@ -442,7 +448,7 @@ def test_leaf_spki_walk_is_exact(
     try:
         cert = x509.load_der_x509_certificate(bytes(der))
         parsed = cert.public_key()
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         return  # sign_envelope x5c holds what the caller gave; nothing is claimed
     assert parsed == key.public_key
 
