@@ -191,7 +191,8 @@ every figure is printed with a ratio to something timed *in the same process run
 * **cosign rows** are a ratio to the **limit** = 1 / (K-256 verify + P-256 keygen +
   2 P-256 signs), the most cosigns per second one core could do if only the unavoidable
   curve math ran (coincurve's libsecp256k1 compact verify, cryptography's keygen and sign,
-  timed in the same run; research/perf-baseline.md). A cosign is the whole
+  timed in the same run, before and after the cosigns, each at its faster rate: a slow
+  moment while they are timed must not flatter the ratios; research/perf-baseline.md). A cosign is the whole
   `HoldCA.cosign`: ATProto getRecord proof verification for a 10k-record repo, ephemeral
   key, leaf issuance, JWS, signature manifest, ledger commit, audit event.
 * **the ledger commit** is durable (SQLite WAL, `synchronous=FULL`): one sync to disk per
@@ -203,6 +204,11 @@ every figure is printed with a ratio to something timed *in the same process run
   without it, and the MemoryLedger row the CPU alone.
 * **stage rows** are CPU microseconds of each step inside real cosigns, as a share of
   one cosign's CPU time: where the time goes.
+* **floor and ceiling rows** bound what any implementation on this interpreter could
+  reach: the proof's C calls alone (sha256 of every CAR block and visited MST key, the
+  strict decoder on every visited block; no Python per item) and the ceiling = 1 / (the
+  limit's primitives + those calls). What is left of the 0.5 goal's time after them is
+  the budget for all the Python of a cosign.
 * **scaling rows** compare 2 worker processes with 1 (each pinned to its own core, doing
   batches of 32).
 * **notation rows**: `notation verify` wall time (median) of a holdca-made signature vs a
@@ -229,6 +235,29 @@ GOALS = [
 ]  # fmt: skip
 
 
+def headroom(by_name: dict[str, Row]) -> list[str]:
+    """Lines on what the floor and ceiling rows say about the CPU goals (none if absent)."""
+    floor = next((r for n, r in by_name.items() if n.startswith("floor: ")), None)
+    ceiling = by_name.get("ceiling: limit primitives + the proof's C calls, no Python at all")
+    budget = by_name.get("time per cosign left for everything else at the 0.5 goal")
+    spent = next((r for n, r in by_name.items() if n.startswith("time per cosign spent")), None)
+    hsm = by_name.get("ceiling on SoftHSM: as above, the CA's sign on SoftHSM")
+    if floor is None or ceiling is None or budget is None or spent is None:
+        return []
+    lines = [
+        "",
+        f"Headroom: the proof's C calls alone ({floor.note.split(',')[0]}) take "
+        f"{floor.value:.0f} µs, {floor.ratio or 0:.2f} of the limit's time, so even with no "
+        f"Python at all a cosign could reach {ceiling.ratio or 0:.2f} of the limit"
+        + (f" ({hsm.ratio or 0:.2f} with the CA key on SoftHSM)" if hsm else "")
+        + f". At the 0.5 goal, {budget.value:.0f} µs per cosign would be left for all of its "
+        f"Python: policy, URI and CAR framing, the MST invariants of every visited entry, the "
+        f"certificate's DER, the JWS and manifest JSON, the ledger record. It takes "
+        f"{spent.value:.0f} µs ({spent.ratio or 0:.1f}x that budget).",
+    ]
+    return lines
+
+
 def goals(rows: list[Row]) -> str:
     """A Markdown list: each goal, the measured ratio, met or missed."""
     by_name = {r.name: r for r in rows}
@@ -240,6 +269,7 @@ def goals(rows: list[Row]) -> str:
             continue
         verdict = "met" if row.ratio >= goal else "**missed**"
         out.append(f"- {label}: {row.ratio:.2f} (goal >= {goal}): {verdict}")
+    out += headroom(by_name)
     groups: list[list[Row]] = []  # a step and its indented sub-steps, kept together
     for r in rows:
         if r.name.startswith("stage: ") and r.ratio is not None and r.value >= 0.5:
