@@ -192,9 +192,10 @@ every figure is printed with a ratio to something timed *in the same process run
   2 P-256 signs), the most cosigns per second one core could do if only the unavoidable
   curve math ran (coincurve's libsecp256k1 compact verify, cryptography's keygen and sign,
   timed in the same run, before and after the cosigns, each at its faster rate: a slow
-  moment while they are timed must not flatter the ratios; research/perf-baseline.md). A cosign is the whole
-  `HoldCA.cosign`: ATProto getRecord proof verification for a 10k-record repo, ephemeral
-  key, leaf issuance, JWS, signature manifest, ledger commit, audit event.
+  moment while they are timed must not flatter the ratios; research/perf-baseline.md).
+  A cosign is the whole `HoldCA.cosign`: ATProto getRecord proof verification for a
+  10k-record repo, ephemeral key, leaf issuance, JWS, signature manifest, ledger commit,
+  audit event.
 * **the ledger commit** is durable (SQLite WAL, `synchronous=FULL`): one sync to disk per
   transaction, which alone costs more than a cosign at the limit. The headline rows
   therefore use `HoldCA.cosign_many` with batches of 32 requests: each request is checked
