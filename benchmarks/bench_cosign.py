@@ -203,6 +203,7 @@ def proof_floor(requests: list[CosignRequest], seconds: float) -> tuple[float, i
     from holdca.atproto.car import read_car_raw  # noqa: PLC0415
     from holdca.atproto.commit import commit_fields  # noqa: PLC0415
     from holdca.atproto.mst import lookup_raw  # noqa: PLC0415
+    from holdca.atproto.syntax import mst_key, parse_record_uri  # noqa: PLC0415
 
     proofs: list[tuple[list[bytes], list[bytes], list[bytes]]] = []
     for r in requests:
@@ -217,7 +218,8 @@ def proof_floor(requests: list[CosignRequest], seconds: float) -> tuple[float, i
                 visited.append(block)
             return block
 
-        path = r.record_uri.split("/", 3)[3].encode()
+        _, collection, rkey = parse_record_uri(r.record_uri)
+        path = mst_key(collection, rkey)
         record = lookup_raw(get, commit_fields(blocks[roots[0]])[1].raw, path)
         assert record is not None
         keys: list[bytes] = []
