@@ -58,7 +58,7 @@ from holdca.errors import (
 from holdca.hold.audit import AuditLog
 from holdca.hold.ledger import REASONS, CARecord, IssuanceLedger, IssuanceRecord, Revocation
 from holdca.hold.policy import Authorizer, IssuancePolicy, SameDIDAuthorizer
-from holdca.keys import KeyStore, MemorySigner, SignatureAlgorithm, Signer
+from holdca.keys import KeyStore, MemorySigner, SignatureAlgorithm, Signer, spki_der
 from holdca.notation import (
     Descriptor,
     SigningScheme,
@@ -106,12 +106,6 @@ _MANIFEST_TYPES = frozenset(
 def ca_id_of(cert: x509.Certificate) -> str:
     """The id of a CA certificate in the ledger: SHA-256 of its DER, lowercase hex."""
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-
-
-def _spki(key: object) -> bytes:
-    return key.public_bytes(  # type: ignore[attr-defined,no-any-return]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -1000,7 +994,7 @@ class HoldCA:
 
 
 def _check_match(signer: Signer, certificate: x509.Certificate, label: str) -> None:
-    if _spki(signer.public_key) != _spki(certificate.public_key()):
+    if spki_der(signer.public_key) != spki_der(certificate.public_key()):
         raise ConfigError(
             f"the CA key {label!r} does not match the CA certificate "
             f"(certificate SHA-256 {ca_id_of(certificate)[:16]}...): refusing to start"

@@ -8,7 +8,14 @@ implementation of: :mod:`holdca.keys.memory`, :mod:`holdca.keys.pem` (PEM files)
 
 from __future__ import annotations
 
-from holdca.keys._base import KeyStore, PublicKey, SignatureAlgorithm, Signer, check_label
+from holdca.keys._base import (
+    KeyStore,
+    PublicKey,
+    SignatureAlgorithm,
+    Signer,
+    check_label,
+    spki_der,
+)
 from holdca.keys.adapter import as_private_key
 from holdca.keys.encoding import der_to_low_s_compact, der_to_raw, raw_to_der
 from holdca.keys.memory import MemoryKeyStore, MemorySigner
@@ -25,4 +32,5 @@ __all__ = [
     "der_to_low_s_compact",
     "der_to_raw",
     "raw_to_der",
+    "spki_der",
 ]

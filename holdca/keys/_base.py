@@ -7,8 +7,9 @@ import functools
 import re
 from typing import Protocol, runtime_checkable
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from holdca.errors import UnsupportedAlgorithmError
 
@@ -18,6 +19,7 @@ __all__ = [
     "SignatureAlgorithm",
     "Signer",
     "check_label",
+    "spki_der",
 ]
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -157,6 +159,13 @@ class KeyStore(Protocol):
             KeyNotFoundError: no such key.
         """
         ...
+
+
+def spki_der(key: CertificatePublicKeyTypes) -> bytes:
+    """``key`` as DER SubjectPublicKeyInfo: the bytes two keys are compared by."""
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def check_label(label: str) -> str:

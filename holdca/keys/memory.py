@@ -14,11 +14,10 @@ from __future__ import annotations
 import threading
 from typing import cast
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from holdca.errors import KeyExistsError, KeyNotFoundError, UnsupportedAlgorithmError
-from holdca.keys._base import PublicKey, SignatureAlgorithm, check_label
+from holdca.keys._base import PublicKey, SignatureAlgorithm, check_label, spki_der
 
 __all__ = ["MemoryKeyStore", "MemorySigner", "PrivateKey", "generate_private_key"]
 
@@ -111,9 +110,7 @@ class MemorySigner:
         """
         der = self._public_der
         if der is None:
-            der = self._public_der = self._public.public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+            der = self._public_der = spki_der(self._public)
         return der
 
     @property

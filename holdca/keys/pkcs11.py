@@ -66,7 +66,7 @@ from holdca.errors import (
     SignerError,
     UnsupportedAlgorithmError,
 )
-from holdca.keys._base import PublicKey, SignatureAlgorithm, check_label
+from holdca.keys._base import PublicKey, SignatureAlgorithm, check_label, spki_der
 from holdca.keys._secret import Secret
 from holdca.keys.encoding import raw_to_der
 
@@ -103,12 +103,6 @@ def _pin_secret(pin: str | bytes) -> Secret:
     if isinstance(pin, bytes):
         return Secret(pin)
     raise TypeError("pin must be str or bytes")
-
-
-def _spki(key: PublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 class _Ops:
@@ -456,7 +450,7 @@ class PKCS11Signer:
         self._label = label
         self._id = key_id
         self._public = public
-        self._spki = _spki(public)
+        self._spki = spki_der(public)
         self._algorithm = algorithm
         self._ecdsa = algorithm.is_ecdsa
         self._hash = _HASHES[algorithm.hash.name]
@@ -490,7 +484,7 @@ class PKCS11Signer:
         epoch = self._token.epoch
         private, public = ops.find_pair(self._token, session, self._label)
         if bytes(private[ops.p11.Attribute.ID]) != self._id or (
-            _spki(ops.public_key(public)) != self._spki
+            spki_der(ops.public_key(public)) != self._spki
         ):
             raise SignerError(
                 f"key {self._label!r} on token {self._token.label!r} is no longer the key "

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 import holdca
 from holdca.errors import JWSFormatError, MalformedInputError
-from holdca.keys._base import SignatureAlgorithm, Signer
+from holdca.keys._base import SignatureAlgorithm, Signer, spki_der
 from holdca.keys.encoding import der_to_raw
 from holdca.keys.memory import MemorySigner
 from holdca.notation._codec import (
@@ -363,12 +363,6 @@ def _issuer_thumbprint(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def _public_der(key: object) -> bytes:
-    return key.public_bytes(  # type: ignore[attr-defined,no-any-return]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 # Bytes per ECDSA integer (r, s) in a raw JWS signature.
 _ECDSA_SIZES = {
     SignatureAlgorithm.ES256: 32,
@@ -383,7 +377,7 @@ def _ec_spki_table() -> dict[int, tuple[bytes, SignatureAlgorithm, int]]:
     algorithm and its raw integer size."""
     table = {}
     for algorithm, size in _ECDSA_SIZES.items():
-        der = _public_der(ec.derive_private_key(1, algorithm.curve).public_key())
+        der = spki_der(ec.derive_private_key(1, algorithm.curve).public_key())
         table[len(der)] = (der[: -(2 * size + 1)], algorithm, size)
     return table
 
@@ -609,9 +603,7 @@ def sign_envelope(
     leaf_der = leaf if isinstance(leaf, bytes) else _der(leaf)
     # MemorySigner keeps its encoded key; cryptography re-encodes on every call.
     signer_der = (
-        signer.public_key_der
-        if isinstance(signer, MemorySigner)
-        else _public_der(signer.public_key)
+        signer.public_key_der if isinstance(signer, MemorySigner) else spki_der(signer.public_key)
     )
     if _leaf_spki(leaf_der) == signer_der:
         # The leaf's subjectPublicKeyInfo is byte for byte the signer's: the same key. On a

@@ -40,13 +40,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from holdca.atproto.did import validate_account_did
 from holdca.errors import ProfileError
-from holdca.keys import PublicKey, Signer, as_private_key
+from holdca.keys import PublicKey, Signer, as_private_key, spki_der
 from holdca.pki.names import SubjectInfo, ca_name, responder_name
 
 __all__ = [
@@ -174,9 +173,7 @@ def _window_within(
 def _spki(key: object) -> bytes:
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise ProfileError(f"public-key: unsupported public key type {type(key).__name__}")
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return spki_der(key)
 
 
 def _check_issuer(signer: Signer, issuer_cert: x509.Certificate) -> None:
