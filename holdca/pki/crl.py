@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 
 from holdca.errors import CRLError, ProfileError
 from holdca.keys import Signer, as_private_key
-from holdca.pki.issue import signing_params
+from holdca.pki.issue import check_issuer_key, signing_params
 
 __all__ = [
     "CRL_ENTRY_MIN_BYTES",
@@ -125,12 +125,7 @@ def estimate_crl_bytes(
 
 
 def _issuer_checks(issuer: Signer, issuer_cert: x509.Certificate) -> x509.SubjectKeyIdentifier:
-    spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    der = serialization.Encoding.DER
-    if issuer.public_key.public_bytes(der, spki) != issuer_cert.public_key().public_bytes(
-        der, spki
-    ):
-        raise ProfileError("issuer-key: the signer's key is not the issuer certificate's key")
+    check_issuer_key(issuer, issuer_cert)
     try:
         ku = issuer_cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:

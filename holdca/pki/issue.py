@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_LEAF_VALIDITY",
     "DEFAULT_RESPONDER_VALIDITY",
     "check_http_url",
+    "check_issuer_key",
     "cross_sign",
     "issue_intermediate",
     "issue_leaf",
@@ -176,11 +177,16 @@ def _spki(key: object) -> bytes:
     return spki_der(key)
 
 
+def check_issuer_key(signer: Signer, issuer_cert: x509.Certificate) -> None:
+    """Raise ProfileError (rule issuer-key) unless ``signer`` holds ``issuer_cert``'s key."""
+    if spki_der(signer.public_key) != spki_der(issuer_cert.public_key()):
+        raise ProfileError("issuer-key: the signer's key is not the issuer certificate's key")
+
+
 def _check_issuer(signer: Signer, issuer_cert: x509.Certificate) -> None:
     if not isinstance(issuer_cert, x509.Certificate):
         raise TypeError(f"issuer_cert must be a Certificate, not {type(issuer_cert).__name__}")
-    if _spki(signer.public_key) != _spki(issuer_cert.public_key()):
-        raise ProfileError("issuer-key: the signer's key is not the issuer certificate's key")
+    check_issuer_key(signer, issuer_cert)
     try:
         bc = issuer_cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
