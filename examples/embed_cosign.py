@@ -1,7 +1,10 @@
 """Embed holdca in your own hold: open the CA, co-sign one pushed image, keep the result.
 
 Everything here runs in memory (MemoryKeyStore, MemoryLedger) and builds the user's
-signed ATProto repo with holdca.testing, so it runs anywhere:
+signed ATProto repo with holdca.testing, served by an in-process stand-in for the PLC
+directory and the user's PDS (TestNetwork), so it runs anywhere. A real hold passes
+``resolver=HTTPResolver(...)`` (holdca.atproto.resolve) instead: the hold then resolves
+the DID and fetches the proof from the user's PDS itself.
 
     python examples/embed_cosign.py
 """
@@ -19,13 +22,15 @@ from holdca.keys import MemoryKeyStore
 from holdca.notation.oci import OCILayout
 from holdca.pki import SubjectInfo
 from holdca.testing.atproto import TestRepo
+from holdca.testing.network import TestNetwork
 from holdca.testing.oci import build_test_image
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s", stream=sys.stdout)
     now = datetime.now(UTC)
-    # 1. the hold: a CA key in a key store, a ledger, the hold's identity
+    # 1. the hold: a CA key in a key store, a ledger, the hold's identity, a resolver
+    network = TestNetwork()
     ca = HoldCA.open(
         MemoryKeyStore(),
         MemoryLedger(),
@@ -33,22 +38,25 @@ def main() -> int:
         subject=SubjectInfo(country="US", state="CA", organization="Example Hold"),
         now=now,
         create=True,
+        resolver=network,
     )
-    # 2. what the push gives you: the user's DID document and getRecord proof
-    repo = TestRepo.create(method="plc", curve="k256")
+    # 2. the user: an ATProto repo (with its DID on the "network") committing the manifest
+    repo = network.add(TestRepo.create(method="plc", curve="k256"))
     with tempfile.TemporaryDirectory() as tmp:
         layout = OCILayout.create(Path(tmp) / "layout")
         image = build_test_image(layout, tag="v1")
-        uri = repo.put_manifest(image.digest, repository="alice/app")
+        uri = repo.put_manifest(
+            image.digest, repository="alice/app", hold_did="did:web:hold.example.com"
+        )
+        # 3. what the push gives you: who the caller is (your auth layer, e.g.
+        #    holdca.hold.ServiceAuth), the record URI and the image descriptor
         request = CosignRequest(
             did=repo.did,
             descriptor=image,
             record_uri=uri,
-            record_car=repo.get_record_car(uri),
-            did_document=repo.did_document(),
-            caller=repo.did,  # whoever your auth layer authenticated
+            caller=repo.did,
         )
-        # 3. co-sign: verified, issued, signed and recorded before it returns
+        # 4. co-sign: verified, issued, signed and recorded before it returns
         response = ca.cosign(request, now=now)
         layout.attach_signature(image, response.envelope)
         print(f"signed {image.digest} for {repo.did}: serial {response.serial:x}")

@@ -10,8 +10,9 @@ the environment or ``*_FILE`` variables, never written.
 Exit codes: 0 success; 1 the operation was refused or failed (bad proof, policy, revoked,
 ledger, key store); 2 usage or configuration error. Errors are one line on stderr.
 
-Commands: ``init``, ``issue``, ``cosign``, ``resign``, ``revoke``, ``crl``, ``ocsp``,
-``rotate``, ``trust {export,install,list}``, ``serve``, ``demo``. Run ``holdca CMD --help``.
+Commands: ``init``, ``issue``, ``cosign``, ``resign``, ``revoke``, ``deny``, ``allow``,
+``denied``, ``crl``, ``ocsp``, ``rotate``, ``trust {export,install,list}``, ``serve``,
+``demo``. Run ``holdca CMD --help``.
 """
 
 from __future__ import annotations
@@ -218,22 +219,33 @@ def _cmd_issue(args: argparse.Namespace) -> int:
 
 
 def _cmd_cosign(args: argparse.Namespace) -> int:
+    from holdca.atproto.identity import Resolver, VouchedResolver
     from holdca.atproto.syntax import parse_record_uri
     from holdca.hold.service import CosignRequest
+    from holdca.hold.setup import resolver_from_config
     from holdca.notation.oci import OCILayout
 
-    car = _read(args.car, "getRecord CAR")
-    doc = _read(args.did_doc, "DID document")
+    if (args.did_doc is None) != (args.car is None):
+        raise _UsageError(
+            "--did-doc and --car go together (files you vouch for); give both, or neither "
+            "to let the hold resolve the DID and fetch the proof itself"
+        )
+    vouched = None
+    if args.did_doc is not None:
+        vouched = (_read(args.did_doc, "DID document"), _read(args.car, "getRecord CAR"))
+    did = args.did or parse_record_uri(args.uri)[0]
+    resolver: Resolver
+    if vouched is not None:
+        resolver = VouchedResolver(did, *vouched)
+    else:
+        resolver = resolver_from_config(_config(args))
     layout = OCILayout(args.layout)
     image = layout.resolve(args.image)
-    did = args.did or parse_record_uri(args.uri)[0]
-    ca = _open(args)
+    ca = _open(args, resolver=resolver)
     request = CosignRequest(
         did=did,
         descriptor=image,
         record_uri=args.uri,
-        record_car=car,
-        did_document=doc,
         caller=did,
         validity=timedelta(hours=args.validity_hours) if args.validity_hours else None,
     )
@@ -524,20 +536,82 @@ def _trust_list(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
-
-        from holdca.server import create_app
+        from holdca.server import ServerLimits, create_app, serve
     except ImportError:
         raise ConfigError(
             "holdca serve needs the server extra: pip install 'holdca[server]'"
         ) from None
-    ca = _open(args)
+    from holdca.hold.policy import AllowAllAuthorizer, SameDIDAuthorizer
+    from holdca.hold.setup import audit_from_config, resolver_from_config
+
+    config = _config(args)
+    insecure = bool(args.insecure_no_auth)
+    audit = audit_from_config(config, tags={"insecure_no_auth": True} if insecure else None)
+    ca = _open(
+        args,
+        resolver=resolver_from_config(config),
+        audit=audit,
+        authorizer=AllowAllAuthorizer() if insecure else SameDIDAuthorizer(),
+    )
+    limits = ServerLimits(max_connections=args.max_connections, header_timeout=args.header_timeout)
+    app = create_app(
+        ca, insecure_no_auth=insecure, max_body=args.max_body, body_timeout=args.body_timeout
+    )
+    if insecure:
+        print(
+            "WARNING: --insecure-no-auth: callers are NOT authenticated; anyone who can reach "
+            "this port can get certificates for any DID whose record they can point at",
+            file=sys.stderr,
+        )
     print(
         f"serving hold CA {ca.hold_did} on http://{args.host}:{args.port} "
-        "(no caller authentication: the ATProto proof is the only gate)",
+        f"({'no caller authentication' if insecure else 'ATProto service auth'}; "
+        f"PLC {config.plc_url})",
         file=sys.stderr,
     )
-    uvicorn.run(create_app(ca, max_body=args.max_body), host=args.host, port=args.port)
+    serve(app, host=args.host, port=args.port, limits=limits)
+    return 0
+
+
+def _cmd_deny(args: argparse.Namespace) -> int:
+    ca = _open(args)
+    entry = ca.deny(args.did, reason=args.reason or "operator", now=_now())
+    _emit(
+        args,
+        {"did": entry.did, "since": entry.since.isoformat(), "reason": entry.reason},
+        f"{entry.did} is denied new certificates since {entry.since:%Y-%m-%d %H:%M}Z "
+        f"({entry.reason})",
+    )
+    return 0
+
+
+def _cmd_allow(args: argparse.Namespace) -> int:
+    ca = _open(args)
+    entry = ca.allow(args.did, now=_now())
+    _emit(
+        args,
+        {"did": args.did, "wasDenied": entry is not None},
+        f"{args.did} may get certificates again"
+        if entry is not None
+        else f"{args.did} was not on the deny list",
+    )
+    return 0
+
+
+def _cmd_denied(args: argparse.Namespace) -> int:
+    ca = _open(args)
+    entries = ca.ledger.denials()
+    _emit(
+        args,
+        {
+            "denied": [
+                {"did": e.did, "since": e.since.isoformat(), "reason": e.reason, "source": e.source}
+                for e in entries
+            ]
+        },
+        "\n".join(f"{e.did}  since {e.since:%Y-%m-%d %H:%M}Z  {e.reason}" for e in entries)
+        or "no DID is denied",
+    )
     return 0
 
 
@@ -603,8 +677,16 @@ def _parser() -> argparse.ArgumentParser:
         ("resign", "re-verify the proof and issue a fresh signature for an older image"),
     ):
         p = add(name, _cmd_cosign, text, as_json)
-        p.add_argument("--did-doc", required=True, metavar="FILE", help="DID document JSON")
-        p.add_argument("--car", required=True, metavar="FILE", help="getRecord CAR (the proof)")
+        p.add_argument(
+            "--did-doc",
+            metavar="FILE",
+            help="DID document JSON you vouch for (offline; default: the hold resolves the DID)",
+        )
+        p.add_argument(
+            "--car",
+            metavar="FILE",
+            help="getRecord CAR you vouch for (with --did-doc; default: fetched from the PDS)",
+        )
         p.add_argument("--uri", required=True, help="at://<did>/io.atcr.manifest/<rkey>")
         p.add_argument("--layout", required=True, metavar="DIR", help="OCI image layout")
         p.add_argument("--image", required=True, help="tag or sha256: digest in the layout")
@@ -684,7 +766,25 @@ def _parser() -> argparse.ArgumentParser:
     p = add("serve", _cmd_serve, "run the reference XRPC server (needs holdca[server])")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--max-body", type=int, default=4 * 1024 * 1024)
+    p.add_argument("--max-body", type=int, default=256 * 1024, help="request body limit (bytes)")
+    p.add_argument("--max-connections", type=int, default=512, help="beyond it: 503")
+    p.add_argument(
+        "--header-timeout", type=float, default=10.0, help="seconds to send a request head"
+    )
+    p.add_argument("--body-timeout", type=float, default=10.0, help="seconds to send a body")
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="do NOT authenticate callers (tests and closed networks only; warns on start "
+        "and tags every audit event)",
+    )
+
+    p = add("deny", _cmd_deny, "refuse new certificates for a DID until `holdca allow`", as_json)
+    p.add_argument("did", help="the DID to deny")
+    p.add_argument("--reason", help="why (kept in the ledger and the audit log)")
+    p = add("allow", _cmd_allow, "lift a DID's deny-list entry", as_json)
+    p.add_argument("did", help="the DID to allow again")
+    add("denied", _cmd_denied, "list the denied DIDs", as_json)
 
     p = add("demo", _cmd_demo, "run the end-to-end demo in a temporary directory")
     p.add_argument("--keep", metavar="DIR", help="keep the demo files in DIR")

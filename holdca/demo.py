@@ -4,11 +4,17 @@ On embedded defaults (PEM key store, SQLite ledger, a temporary directory) it:
 
 1. creates a hold CA and serves its CRL and OCSP on 127.0.0.1 (stdlib HTTP server);
 2. builds a user's signed ATProto repo with an ``io.atcr.manifest`` record for an image
-   in an OCI layout (:class:`holdca.testing.atproto.TestRepo`);
-3. co-signs the image and attaches the Notation signature to the layout;
-4. verifies it with holdca's verifier (revocation from the hold's CRL) and, when the
+   in an OCI layout (:class:`holdca.testing.atproto.TestRepo`), served by an in-process
+   stand-in for the PLC directory and the PDS (:class:`holdca.testing.network.TestNetwork`;
+   a real hold uses :class:`holdca.atproto.resolve.HTTPResolver`);
+3. shows the trust gate refusing an attacker's repo signed for the user's DID with the
+   attacker's own key;
+4. co-signs the image (the hold resolves the DID and fetches the proof itself) and
+   attaches the Notation signature to the layout;
+5. verifies it with holdca's verifier (revocation from the hold's CRL) and, when the
    notation CLI is installed, with ``notation verify --oci-layout``;
-5. revokes the certificate and shows both verifications fail.
+6. revokes the certificate (keyCompromise), shows both verifications fail and that the
+   DID is now denied new certificates.
 
 Each step prints one or two lines. :func:`find_notation` and :func:`notation_verify` are
 reused by the CLI tests.
@@ -31,7 +37,7 @@ from typing import TextIO
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from holdca.errors import HoldCAError, OCSPRequestError
+from holdca.errors import DeniedDIDError, HoldCAError, OCSPRequestError, SignatureInvalidError
 from holdca.hold.ledger import SQLiteLedger
 from holdca.hold.service import CosignRequest, HoldCA
 from holdca.keys.pem import PEMKeyStore
@@ -41,6 +47,7 @@ from holdca.notation.truststore import TrustStore, write_trust_policy, write_tru
 from holdca.notation.verify import RevocationStatus, verify_envelope
 from holdca.pki import SubjectInfo, decode_ocsp_get
 from holdca.testing.atproto import TestRepo
+from holdca.testing.network import TestNetwork
 from holdca.testing.oci import build_test_image
 
 __all__ = ["find_notation", "notation_verify", "revocation_server", "run_demo", "summarize"]
@@ -209,6 +216,7 @@ def _demo(out: TextIO, root: Path, notation: str | bool | None) -> int:
         now = datetime.now(UTC)
         store = PEMKeyStore(root / "keys")
         ledger = SQLiteLedger(root / "ledger.sqlite3")
+        network = TestNetwork()
         try:
             ca = HoldCA.open(
                 store,
@@ -220,6 +228,7 @@ def _demo(out: TextIO, root: Path, notation: str | bool | None) -> int:
                 crl_url=f"{base_url}/ca.crl",
                 ocsp_url=f"{base_url}/ocsp",
                 crl_next_update=timedelta(minutes=5),
+                resolver=network,
             )
             attach(ca)
             fingerprint = ca.ca_id
@@ -228,33 +237,44 @@ def _demo(out: TextIO, root: Path, notation: str | bool | None) -> int:
                 f"SHA-256 {fingerprint[:16]}...; CRL and OCSP served at {base_url}"
             )
 
-            repo = TestRepo.create(method="plc", curve="k256", now=now)
+            repo = network.add(TestRepo.create(method="plc", curve="k256", now=now))
             layout = OCILayout.create(root / "layout")
             image = build_test_image(layout, tag="v1", content=b"hello from the holdca demo\n")
-            uri = repo.put_manifest(image.digest, repository="alice/hello")
+            uri = repo.put_manifest(image.digest, repository="alice/hello", hold_did=DEMO_HOLD_DID)
             say(
                 f"2. user {repo.did} committed an io.atcr.manifest record for {image.digest[:19]}"
-                f"... (rev {repo.rev}, K-256 signed)"
+                f"... (rev {repo.rev}, K-256 signed) to their repo"
             )
 
-            # the files a hold receives with a push (kept with --keep for `holdca cosign`)
+            # an attacker signs a repo for the same DID with their own key, and sends it
+            attacker = TestRepo.create(did=repo.did, now=now)
+            forged_uri = attacker.put_manifest(image.digest, hold_did=DEMO_HOLD_DID)
+            forged = CosignRequest(
+                did=repo.did,
+                descriptor=image,
+                record_uri=forged_uri,
+                proof_hint=attacker.get_record_car(forged_uri),
+                caller=repo.did,
+            )
+            try:
+                ca.cosign(forged, now=now)
+                ok = False
+                say("3. UNEXPECTED: a forged proof was co-signed")
+            except SignatureInvalidError as exc:
+                say(f"3. forged proof for {repo.did} refused: {exc}")
+
+            # the files a hold operator could vouch for offline (kept with --keep)
             (root / "did.json").write_bytes(repo.did_document())
             (root / "record.car").write_bytes(repo.get_record_car(uri))
             (root / "record-uri.txt").write_text(uri + "\n", encoding="ascii")
-            request = CosignRequest(
-                did=repo.did,
-                descriptor=image,
-                record_uri=uri,
-                record_car=repo.get_record_car(uri),
-                did_document=repo.did_document(),
-                caller=repo.did,
-            )
+            request = CosignRequest(did=repo.did, descriptor=image, record_uri=uri, caller=repo.did)
             resp = ca.cosign(request, now=now)
             layout.attach_signature(image, resp.envelope)
             say(
-                f"3. co-signed: ATProto proof verified, leaf serial {resp.serial:x} "
-                f"(P-256, until {resp.record.not_after:%Y-%m-%d %H:%M}Z) recorded in the "
-                f"ledger and the signature attached to {root / 'layout'}"
+                f"4. co-signed: the hold resolved {repo.did} and fetched the proof itself; "
+                f"leaf serial {resp.serial:x} (P-256, until "
+                f"{resp.record.not_after:%Y-%m-%d %H:%M}Z) recorded in the ledger and the "
+                f"signature attached to {root / 'layout'}"
             )
 
             policy = hold_trust_policy(store="holdca-demo")
@@ -292,10 +312,16 @@ def _demo(out: TextIO, root: Path, notation: str | bool | None) -> int:
                 verdict = "OK" if passed else "REJECTED"
                 say(f"{step}. notation verify: {verdict} - {summarize(output)}")
 
-            check(4, expect_valid=True)
+            check(5, expect_valid=True)
             revoked = ca.revoke(serial=resp.serial, reason="keyCompromise", now=datetime.now(UTC))
-            say(f"5. revoked serial {revoked[0].serial:x} (keyCompromise)")
-            check(6, expect_valid=False)
+            say(f"6. revoked serial {revoked[0].serial:x} (keyCompromise)")
+            check(7, expect_valid=False)
+            try:
+                ca.cosign(request, now=datetime.now(UTC))
+                ok = False
+                say("8. UNEXPECTED: a denied DID was co-signed")
+            except DeniedDIDError as exc:
+                say(f"8. new certificates for the DID refused: {exc}")
         finally:
             ledger.close()
     say("demo finished: " + ("every step behaved as expected" if ok else "UNEXPECTED RESULT"))

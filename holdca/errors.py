@@ -25,6 +25,13 @@ secrets (PINs, passphrases, key material).
 from __future__ import annotations
 
 __all__ = [
+    "AddressRefusedError",
+    "AuthenticationError",
+    "DIDDeactivatedError",
+    "DeniedDIDError",
+    "PLCLogError",
+    "PLCOperationError",
+    "ReplayError",
     "ArtifactMismatchError",
     "AuthenticTimestampError",
     "AuthenticityError",
@@ -129,6 +136,10 @@ class OCSPRequestError(MalformedInputError):
     """An OCSP request that is not valid DER / base64 / a supported CertID."""
 
 
+class PLCOperationError(MalformedInputError):
+    """A did:plc operation or audit log that does not parse (fields, types, encodings)."""
+
+
 # --- verification ----------------------------------------------------------------
 
 
@@ -158,6 +169,43 @@ class AuthorizationError(VerificationError):
 
 class ResolutionError(VerificationError):
     """A DID document or record proof could not be fetched (network, status, timeout, size)."""
+
+
+class AddressRefusedError(ResolutionError):
+    """The hold refused to connect: an internal or IP-literal address, or plain http.
+
+    The message names the host, never which addresses or ports answered.
+    """
+
+
+class DIDDeactivatedError(VerificationError):
+    """The DID is tombstoned (did:plc) or its document is gone (did:web)."""
+
+
+class PLCLogError(VerificationError):
+    """A did:plc operation log that does not verify: genesis hash, chain, signatures,
+    nullification rules."""
+
+
+class AuthenticationError(VerificationError):
+    """The caller did not prove who it is (missing, malformed, expired or forged token).
+
+    ``error`` is the XRPC error name the server answers with (HTTP 401).
+    """
+
+    error = "AuthenticationRequired"
+
+    def __init__(self, message: str, *, error: str | None = None) -> None:
+        """Describe the failure; ``error`` overrides the XRPC error name."""
+        super().__init__(message)
+        if error is not None:
+            self.error = error
+
+
+class ReplayError(AuthenticationError):
+    """A service-auth token (its ``jti``) was already used."""
+
+    error = "TokenReplayed"
 
 
 class NotationVerificationError(VerificationError):
@@ -289,6 +337,10 @@ class IssuancePolicyError(PolicyError):
 
 class RateLimitError(IssuancePolicyError):
     """A DID asked for more certificates than the hold's rate limit allows; retry later."""
+
+
+class DeniedDIDError(IssuancePolicyError):
+    """The DID is on the hold's deny list (a keyCompromise revocation, ``holdca deny``)."""
 
 
 class ConfigError(HoldCAError, ValueError):

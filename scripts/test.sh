@@ -28,6 +28,22 @@ else
   echo "== go not found: notation interop tests will skip (and fail when CI=true)"
 fi
 
+# 2b. The reference ATProto network (PLC directory + PDS, with Node 22) the integration tests
+#     run, pinned by tests/atproto_net/package-lock.json and cached by scripts/atproto-net.sh
+#     (minutes the first time, milliseconds after).
+if command -v npm >/dev/null; then
+  scripts/atproto-net.sh path >/dev/null 2>&1 || echo "== installing the ATProto reference network (npm)"
+  if ATPROTO_NET="$(scripts/atproto-net.sh install)"; then
+    export HOLDCA_ATPROTO_NET="$ATPROTO_NET"
+  elif [ "$(echo "${CI:-}" | tr '[:upper:]' '[:lower:]')" = true ]; then
+    echo "== scripts/atproto-net.sh install failed" >&2; exit 1
+  else
+    echo "== scripts/atproto-net.sh install failed: ATProto integration tests will skip"
+  fi
+else
+  echo "== npm not found: ATProto integration tests will skip (and fail when CI=true)"
+fi
+
 # 3. Python environment.
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'

@@ -35,11 +35,15 @@ COMMANDS = [
     "rotate",
     "trust",
     "serve",
+    "deny",
+    "allow",
+    "denied",
     "demo",
 ]
+HOLD_DID = "did:web:hold.cli-test.example.com"
 HOLD = [
     "--did",
-    "did:web:hold.cli-test.example.com",
+    HOLD_DID,
     "--country",
     "US",
     "--state",
@@ -126,7 +130,7 @@ def _user_files(tmp_path: Path) -> tuple[TestRepo, Path, str, Path, Path]:
     layout_dir = tmp_path / "layout"
     layout = OCILayout.create(layout_dir)
     image = build_test_image(layout, tag="v1", content=b"cli test image\n")
-    uri = repo.put_manifest(image.digest, repository="alice/cli")
+    uri = repo.put_manifest(image.digest, repository="alice/cli", hold_did=HOLD_DID)
     car = tmp_path / "record.car"
     car.write_bytes(repo.get_record_car(uri))
     doc = tmp_path / "did.json"
@@ -189,6 +193,19 @@ def test_cosign_revoke_crl_ocsp(
     )
     assert "verify OK" in out.stdout + out.stderr
     assert serial.upper() in out.stdout.replace(":", "").upper()
+    # keyCompromise denied the DID: listed, refused, then allowed again by the operator
+    denied = run_json(capsys, "denied", "--home", str(home))
+    assert [e["did"] for e in denied["denied"]] == [repo.did]  # type: ignore[index,union-attr]
+    code, _, err = run(
+        capsys, "cosign", "--home", str(home), "--did-doc", str(doc), "--car", str(car),
+        "--uri", uri, "--layout", str(layout_dir), "--image", "v1",
+    )  # fmt: skip
+    assert code == 1
+    assert "DeniedDIDError" in err
+    assert run_json(capsys, "allow", "--home", str(home), repo.did)["wasDenied"] is True
+    assert run_json(capsys, "denied", "--home", str(home))["denied"] == []
+    assert run_json(capsys, "deny", "--home", str(home), repo.did, "--reason", "abuse")["did"]
+    assert run_json(capsys, "allow", "--home", str(home), repo.did)["wasDenied"] is True
     # a forged proof: another image's digest -> refused, exit 1, one line, no traceback
     other = build_test_image(OCILayout(layout_dir), tag="v2", content=b"other\n")
     code, _, err = run(
@@ -241,6 +258,12 @@ def test_bad_arguments_are_usage_errors(home: Path, capsys: pytest.CaptureFixtur
     )
     assert code == 2
     assert "cannot read" in err
+    code, _, err = run(
+        capsys, "cosign", "--home", str(home), "--did-doc", "/nonexistent", "--uri", "at://x",
+        "--layout", "/nonexistent", "--image", "v1",
+    )  # fmt: skip
+    assert code == 2
+    assert "go together" in err
 
 
 def test_issue_with_public_key(

@@ -1,19 +1,29 @@
-"""Optional I/O adapter: resolve DID documents and fetch getRecord proofs over HTTP (stdlib only).
+"""The hold's own resolver: DID identities and repo proofs over HTTP, through one policy.
 
-Nothing in the sans-I/O core imports this module. It provides:
+Optional I/O adapter (``pip install 'holdca[http]'``); nothing in the sans-I/O core imports
+it. :class:`HTTPResolver` implements the :class:`~holdca.atproto.identity.Resolver`
+Protocol, with every fetch going through one :class:`~holdca.net.Fetcher` (the address
+policy checked after DNS for every connection, no redirects, size limits, one deadline):
 
-* :class:`Resolver`, the Protocol an embedder can implement with its own HTTP stack;
-* :class:`HTTPResolver`, a ``urllib`` implementation: did:plc via a configurable PLC directory,
-  did:web via ``https://<host>/.well-known/did.json`` (``http`` only for ``localhost`` when
-  allowed), ``com.atproto.sync.getRecord`` from the PDS named by the DID document; per-request
-  timeout plus an overall read deadline, bodies read up to a size limit, redirects refused,
-  a small TTL cache for DID documents;
-* :func:`verify_with_resolver`, which re-resolves the DID document once when the commit signature
-  fails (the key may have rotated) before rejecting.
+* **did:plc**: ``GET {plc}/{did}/log/audit`` (not the rendered document), and the signed
+  operation chain is verified (:func:`~holdca.atproto.plc.verify_audit_log`: genesis hash,
+  signatures by rotation keys, nullification, the 72 h window), so a compromised directory
+  cannot swap a user's key; the DID document is rendered from the verified state, never
+  taken from the directory;
+* **did:web**: ``https://<host>/.well-known/did.json`` (the W3C path form
+  ``did:web:<host>:<path>`` maps to ``https://<host>/<path>/did.json``; atproto accounts
+  never use it); a 404 or 410 means the document is gone (:class:`DIDDeactivatedError`);
+* **proofs**: ``com.atproto.sync.getRecord`` and ``getLatestCommit`` from the
+  ``#atproto_pds`` endpoint of the resolved identity, reduced to its origin (scheme, host,
+  port: a path, query or fragment in the document is dropped).
 
-Security notes: the PDS URL comes from the DID document (never from the caller), but it is still
-chosen by the account holder; deployments that must not reach internal addresses should put the
-resolver behind an egress proxy or implement :class:`Resolver` with their own address policy.
+Verified identities are cached for ``cache_ttl`` seconds (LRU, bounded); ``fresh=True``
+bypasses the cache. Failures are not cached.
+
+Example::
+
+    resolver = HTTPResolver(policy=AddressPolicy.parse(os.environ.get("HOLD_NETWORK_ALLOW")))
+    identity = resolver.resolve("did:plc:ewvi7nxzyoun6zhxrhs64oiz")
 """
 
 from __future__ import annotations
@@ -21,199 +31,255 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Final, NoReturn
+from urllib.parse import unquote
 
-from holdca.atproto.car import DEFAULT_CAR_LIMITS, CARLimits
-from holdca.atproto.did import did_method, validate_account_did, web_did_host
-from holdca.atproto.diddoc import MAX_DID_DOCUMENT_SIZE, parse_did_document
-from holdca.atproto.syntax import parse_record_uri
-from holdca.atproto.verify import VerifiedRecord, verify_record_proof
-from holdca.errors import DIDDocumentError, ResolutionError, SignatureInvalidError
+from holdca.atproto.car import DEFAULT_CAR_LIMITS
+from holdca.atproto.did import did_method, validate_account_did, validate_did, web_did_host
+from holdca.atproto.diddoc import MAX_DID_DOCUMENT_SIZE
+from holdca.atproto.identity import Identity, LatestCommit
+from holdca.atproto.plc import verify_audit_log
+from holdca.atproto.syntax import validate_nsid, validate_record_key
+from holdca.errors import (
+    DIDDeactivatedError,
+    DIDDocumentError,
+    DIDSyntaxError,
+    MalformedInputError,
+    RecordAbsentError,
+    ResolutionError,
+)
+from holdca.net import AddressPolicy, Fetcher, FetchResponse, origin
 
-__all__ = ["HTTPResolver", "Resolver", "did_document_url", "verify_with_resolver"]
+__all__ = ["DEFAULT_PLC_URL", "HTTPResolver", "did_document_url"]
 
-
-class Resolver(Protocol):
-    """Fetches DID documents and getRecord CARs; raises ResolutionError on failure."""
-
-    def resolve_did(self, did: str, *, fresh: bool = False) -> bytes:
-        """The DID document JSON of ``did`` (``fresh`` bypasses any cache)."""
-        ...
-
-    def get_record_car(self, pds_endpoint: str, did: str, collection: str, rkey: str) -> bytes:
-        """The ``com.atproto.sync.getRecord`` CAR for the record."""
-        ...
+DEFAULT_PLC_URL: Final = "https://plc.directory"
+_MAX_LOG_SIZE: Final = 1024 * 1024
+_GONE_REPO: Final = frozenset({"RepoTakendown", "RepoSuspended", "RepoDeactivated"})
 
 
 def did_document_url(
-    did: str, *, plc_url: str = "https://plc.directory", allow_localhost: bool = False
+    did: str, *, plc_url: str = DEFAULT_PLC_URL, allow_localhost: bool = False
 ) -> str:
-    """The URL a DID document is fetched from.
+    """The URL of ``did``'s DID document.
+
+    did:plc: ``{plc}/{did}`` (the hold itself reads ``{plc}/{did}/log/audit`` and verifies
+    it); did:web: ``https://<host>/.well-known/did.json``, or for the W3C path form
+    ``did:web:<host>:<path>`` ``https://<host>/<path>/did.json`` (atproto accounts never use
+    it; the issuance policy refuses such DIDs); with ``allow_localhost``,
+    ``did:web:localhost[%3A<port>]`` maps to ``http://localhost[:<port>]`` (development).
 
     Raises:
-        DIDSyntaxError: not a did:plc / did:web acceptable to atproto.
+        DIDSyntaxError: not a valid did:plc or did:web (host rules as for atproto).
     """
-    validate_account_did(did, allow_localhost=allow_localhost)
-    if did_method(did) == "plc":
-        return f"{plc_url.rstrip('/')}/{did}"
-    host = web_did_host(did, allow_localhost=allow_localhost)
-    scheme = "http" if host == "localhost" or host.startswith("localhost:") else "https"
-    return f"{scheme}://{host}/.well-known/did.json"
+    method = did_method(did)
+    if method == "plc":
+        return f"{plc_url.rstrip('/')}/{validate_account_did(did)}"
+    if method != "web":
+        raise DIDSyntaxError(f"unsupported DID method {method!r} (only did:plc and did:web)")
+    ident = validate_did(did)[len("did:web:") :]
+    if allow_localhost and (ident == "localhost" or ident.startswith("localhost%3A")):
+        return f"http://{web_did_host(did, allow_localhost=True)}/.well-known/did.json"
+    host, *path = ident.split(":")
+    web_did_host(f"did:web:{host}")  # the host rules of atproto (no IPs, no ports, TLDs)
+    if not path:
+        return f"https://{host.lower()}/.well-known/did.json"
+    segments = [unquote(p) for p in path]
+    if any(not s or s in (".", "..") or "/" in s or "?" in s or "#" in s for s in segments):
+        raise DIDSyntaxError(f"did:web path is not a plain path: {did[:100]!r}")
+    return f"https://{host.lower()}/{'/'.join(segments)}/did.json"
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # urllib then raises HTTPError for the 3xx response
+def _xrpc_error(response: FetchResponse) -> str | None:
+    try:
+        body = json.loads(response.body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error[:64] if isinstance(error, str) else None
 
 
-@dataclass
 class HTTPResolver:
-    """A stdlib HTTP :class:`Resolver`.
+    """The HTTP :class:`~holdca.atproto.identity.Resolver` of a hold (see the module).
 
-    Attributes:
-        plc_url: base URL of the PLC directory.
-        timeout: seconds per socket operation, and the overall deadline for one response body.
-        max_document_size: largest DID document body read.
-        max_car_size: largest getRecord body read.
-        cache_ttl: seconds a resolved DID document is reused (0 disables the cache).
-        allow_localhost: accept ``did:web:localhost[%3A<port>]`` (development only).
-        allow_http_pds: accept an ``http://`` PDS endpoint (development only).
-        clock: monotonic clock for the cache (injectable for tests).
+    Thread-safe. Build with a policy (and the resolver builds its fetcher), or with a
+    ready :class:`~holdca.net.Fetcher` (its policy is then the one enforced).
     """
 
-    plc_url: str = "https://plc.directory"
-    timeout: float = 5.0
-    max_document_size: int = MAX_DID_DOCUMENT_SIZE
-    max_car_size: int = DEFAULT_CAR_LIMITS.max_size
-    cache_ttl: float = 300.0
-    allow_localhost: bool = False
-    allow_http_pds: bool = False
-    clock: Callable[[], float] = time.monotonic
+    def __init__(
+        self,
+        *,
+        plc_url: str = DEFAULT_PLC_URL,
+        policy: AddressPolicy | None = None,
+        fetcher: Fetcher | None = None,
+        timeout: float = 5.0,
+        cache_ttl: float = 60.0,
+        cache_size: int = 10_000,
+        max_car_size: int = DEFAULT_CAR_LIMITS.max_size,
+        allow_localhost: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Resolve through ``fetcher`` (default: a Fetcher over ``policy``).
 
-    def __post_init__(self) -> None:
-        self._opener = urllib.request.build_opener(_NoRedirect())
-        self._cache: dict[str, tuple[float, bytes]] = {}
+        Args:
+            plc_url: the PLC directory (``HOLD_PLC_URL``); its fetches pass the policy too.
+            policy: the address policy (default: public addresses over https only).
+            fetcher: use this fetcher instead of building one.
+            timeout: seconds for each whole fetch.
+            cache_ttl: seconds a verified identity is reused (0 disables the cache).
+            cache_size: most identities cached.
+            max_car_size: largest getRecord CAR read.
+            allow_localhost: resolve ``did:web:localhost[%3A<port>]`` over http (development;
+                the address policy must still allow the port).
+            clock: monotonic clock of the cache (injectable for tests).
+        """
+        self.plc_url = plc_url.rstrip("/")
+        self.fetcher = fetcher or Fetcher(policy or AddressPolicy(), timeout=timeout)
+        self.cache_ttl = cache_ttl
+        self.cache_size = cache_size
+        self.max_car_size = max_car_size
+        self.allow_localhost = allow_localhost
+        self._clock = clock
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, tuple[float, Identity]] = OrderedDict()
 
-    def _fetch(self, url: str, limit: int, accept: str) -> bytes:
-        request = urllib.request.Request(url, headers={"Accept": accept})  # noqa: S310
-        deadline = time.monotonic() + self.timeout
-        try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                if response.status != 200:
-                    raise ResolutionError(f"GET {url}: HTTP {response.status}")
-                chunks: list[bytes] = []
-                size = 0
-                while True:
-                    chunk = response.read(min(65536, limit + 1 - size))
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size > limit:
-                        raise ResolutionError(f"GET {url}: response larger than {limit} bytes")
-                    if time.monotonic() > deadline:
-                        raise ResolutionError(f"GET {url}: body not received within the timeout")
-                return b"".join(chunks)
-        except urllib.error.HTTPError as exc:
-            detail = ""
-            try:
-                body = json.loads(exc.read(4096))
-                if isinstance(body, dict) and isinstance(body.get("error"), str):
-                    detail = f" ({body['error'][:80]})"
-            except (ValueError, OSError):
-                pass
-            raise ResolutionError(f"GET {url}: HTTP {exc.code}{detail}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ResolutionError(f"GET {url} failed: {str(reason)[:120]}") from None
+    # --- identities -------------------------------------------------------------------
 
-    def resolve_did(self, did: str, *, fresh: bool = False) -> bytes:
-        """Fetch (or reuse from the TTL cache) the DID document of ``did``.
+    def resolve(self, did: str, *, fresh: bool = False) -> Identity:
+        """The verified identity of ``did`` (cached; ``fresh`` bypasses the cache).
 
         Raises:
-            DIDSyntaxError: ``did`` is not an acceptable account DID.
-            ResolutionError: network failure, timeout, non-200 status, redirect, oversize body.
+            DIDSyntaxError: not a did:plc / did:web.
+            AddressRefusedError, ResolutionError: the fetch was refused or failed (a
+                did:plc unknown to the directory is a ResolutionError).
+            PLCOperationError, PLCLogError: the did:plc log does not parse or verify.
+            DIDDocumentError: the document is malformed or has no ``#atproto`` key.
+            DIDDeactivatedError: tombstoned (did:plc) or gone (did:web 404/410).
         """
         url = did_document_url(did, plc_url=self.plc_url, allow_localhost=self.allow_localhost)
-        now = self.clock()
+        now = self._clock()
         if not fresh and self.cache_ttl > 0:
             with self._lock:
                 hit = self._cache.get(did)
-            if hit is not None and hit[0] > now:
-                return hit[1]
-        body = self._fetch(url, self.max_document_size, "application/did+ld+json, application/json")
+                if hit is not None and hit[0] > now:
+                    self._cache.move_to_end(did)
+                    return hit[1]
+        identity = (
+            self._resolve_plc(did, url)
+            if did.startswith("did:plc:")
+            else (self._resolve_web(did, url))
+        )
         if self.cache_ttl > 0:
             with self._lock:
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[did] = (now + self.cache_ttl, body)
-        return body
+                self._cache[did] = (now + self.cache_ttl, identity)
+                self._cache.move_to_end(did)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return identity
 
-    def get_record_car(self, pds_endpoint: str, did: str, collection: str, rkey: str) -> bytes:
-        """Fetch ``com.atproto.sync.getRecord`` from ``pds_endpoint``.
+    def _resolve_plc(self, did: str, url: str) -> Identity:
+        response = self.fetcher.get(
+            f"{url}/log/audit", limit=_MAX_LOG_SIZE, accept="application/json"
+        )
+        if response.status == 404:
+            raise ResolutionError(f"{did} is not registered at the PLC directory")
+        if response.status != 200:
+            raise ResolutionError(f"the PLC directory answered HTTP {response.status} for {did}")
+        state = verify_audit_log(response.body, did)
+        if state.tombstoned:
+            raise DIDDeactivatedError(f"{did} is tombstoned (its PLC log ends in a tombstone)")
+        return Identity.from_document(state.did_document(), did, source="plc")
+
+    def _resolve_web(self, did: str, url: str) -> Identity:
+        response = self.fetcher.get(
+            url,
+            limit=MAX_DID_DOCUMENT_SIZE,
+            accept="application/did+ld+json, application/json",
+        )
+        if response.status in (404, 410):
+            raise DIDDeactivatedError(f"the DID document of {did} is gone (HTTP {response.status})")
+        if response.status != 200:
+            raise ResolutionError(f"{url[:100]} answered HTTP {response.status}")
+        return Identity.from_document(response.body, did, source="web")
+
+    # --- proofs -----------------------------------------------------------------------
+
+    def _pds(self, identity: Identity) -> str:
+        if identity.pds_endpoint is None:
+            raise DIDDocumentError(f"the DID document of {identity.did} names no #atproto_pds")
+        return origin(identity.pds_endpoint)
+
+    def get_record(self, identity: Identity, collection: str, rkey: str) -> bytes:
+        """``com.atproto.sync.getRecord`` from the identity's PDS.
 
         Raises:
-            ResolutionError: bad endpoint scheme, network failure, timeout, non-200 status
-                (including an XRPC ``RecordNotFound``), redirect, oversize body.
+            DIDDocumentError: no PDS endpoint.
+            RecordAbsentError: the PDS answered ``RecordNotFound``.
+            DIDDeactivatedError: the PDS says the repo is taken down, suspended or
+                deactivated.
+            AddressRefusedError, ResolutionError: refused, failed, or another error status.
         """
-        parts = urllib.parse.urlsplit(pds_endpoint)
-        if parts.scheme != "https" and not (self.allow_http_pds and parts.scheme == "http"):
-            raise ResolutionError(f"PDS endpoint must be https: {pds_endpoint[:100]!r}")
-        query = urllib.parse.urlencode({"did": did, "collection": collection, "rkey": rkey})
-        url = f"{pds_endpoint.rstrip('/')}/xrpc/com.atproto.sync.getRecord?{query}"
-        return self._fetch(url, self.max_car_size, "application/vnd.ipld.car")
+        validate_nsid(collection)
+        validate_record_key(rkey)
+        response = self.fetcher.get(
+            f"{self._pds(identity)}/xrpc/com.atproto.sync.getRecord",
+            limit=self.max_car_size,
+            accept="application/vnd.ipld.car",
+            params={"did": identity.did, "collection": collection, "rkey": rkey},
+        )
+        if response.status == 200:
+            return response.body
+        self._refuse(identity, response, f"the record {collection}/{rkey}")
 
+    def get_latest_commit(self, identity: Identity) -> LatestCommit:
+        """``com.atproto.sync.getLatestCommit`` from the identity's PDS.
 
-def verify_with_resolver(
-    resolver: Resolver,
-    uri: str,
-    expected_digest: str,
-    *,
-    car_bytes: bytes | None = None,
-    did: str | None = None,
-    limits: CARLimits = DEFAULT_CAR_LIMITS,
-    allow_localhost: bool = False,
-) -> VerifiedRecord:
-    """Resolve the DID, fetch the proof (unless ``car_bytes`` is given) and verify it.
+        Raises:
+            DIDDocumentError: no PDS endpoint.
+            MalformedInputError: the answer is not ``{"cid": ..., "rev": ...}``.
+            DIDDeactivatedError, AddressRefusedError, ResolutionError: as
+                :meth:`get_record`.
+        """
+        response = self.fetcher.get(
+            f"{self._pds(identity)}/xrpc/com.atproto.sync.getLatestCommit",
+            limit=4096,
+            accept="application/json",
+            params={"did": identity.did},
+        )
+        if response.status != 200:
+            self._refuse(identity, response, "the latest commit")
+        try:
+            answer = json.loads(response.body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise MalformedInputError(
+                "getLatestCommit answered something that is not JSON"
+            ) from None
+        if not isinstance(answer, dict) or not all(
+            isinstance(answer.get(k), str) for k in ("cid", "rev")
+        ):
+            raise MalformedInputError("getLatestCommit answer lacks a string cid and rev")
+        return LatestCommit(answer["cid"], answer["rev"])
 
-    When the commit signature fails, the DID document is re-resolved once bypassing the cache
-    (the account may have rotated its key); if it changed, the proof is verified again.
-
-    Raises:
-        ResolutionError: the document or the proof could not be fetched.
-        DIDDocumentError: the document has no PDS endpoint (when fetching) or no usable key.
-        HoldCAError: any failure of :func:`~holdca.atproto.verify.verify_record_proof`.
-    """
-    uri_did, collection, rkey = parse_record_uri(uri)
-    validate_account_did(uri_did, allow_localhost=allow_localhost)
-    doc_bytes = resolver.resolve_did(uri_did)
-    if car_bytes is None:
-        pds = parse_did_document(doc_bytes, uri_did).pds_endpoint()
-        if pds is None:
-            raise DIDDocumentError(f"DID document of {uri_did} has no #atproto_pds endpoint")
-        car_bytes = resolver.get_record_car(pds, uri_did, collection, rkey)
-
-    def attempt(document: bytes) -> VerifiedRecord:
-        return verify_record_proof(
-            car_bytes,
-            document,
-            uri,
-            expected_digest,
-            did=did,
-            limits=limits,
-            allow_localhost=allow_localhost,
+    def _refuse(self, identity: Identity, response: FetchResponse, what: str) -> NoReturn:
+        error = _xrpc_error(response)
+        if error == "RecordNotFound":
+            raise RecordAbsentError(f"the PDS of {identity.did} has no {what} (RecordNotFound)")
+        if error in _GONE_REPO:
+            raise DIDDeactivatedError(f"the PDS of {identity.did} answered {error}")
+        detail = f" ({error})" if error else ""
+        raise ResolutionError(
+            f"the PDS of {identity.did} answered HTTP {response.status}{detail} for {what}"
         )
 
-    try:
-        return attempt(doc_bytes)
-    except SignatureInvalidError:
-        fresh = resolver.resolve_did(uri_did, fresh=True)
-        if fresh == doc_bytes:
-            raise
-        return attempt(fresh)
+    def forget(self, did: str) -> None:
+        """Drop the cached identity of ``did``."""
+        with self._lock:
+            self._cache.pop(did, None)
+
+    def close(self) -> None:
+        """Close the fetcher's connections."""
+        self.fetcher.close()
+
+    def __repr__(self) -> str:
+        return f"<HTTPResolver plc={self.plc_url}>"

@@ -9,6 +9,8 @@
   :func:`open_hold` turns one into a running HoldCA.
 * :class:`IssuancePolicy`, :class:`RateLimiter` and the :class:`Authorizer` hook
   (:mod:`holdca.hold.policy`).
+* :class:`TrustGate` (:mod:`holdca.hold.gate`): what must be true before the hold signs;
+  :class:`ServiceAuth` (:mod:`holdca.hold.auth`): callers prove who they are.
 
 Example::
 
@@ -21,9 +23,12 @@ Example::
 from __future__ import annotations
 
 from holdca.hold.audit import AUDIT_LOGGER, AuditLog
+from holdca.hold.auth import ServiceAuth
 from holdca.hold.config import HoldConfig, Secret
+from holdca.hold.gate import GateResult, TrustGate
 from holdca.hold.ledger import (
     CARecord,
+    DenyEntry,
     IssuanceLedger,
     IssuanceRecord,
     MemoryLedger,
@@ -52,6 +57,8 @@ __all__ = [
     "AuditLog",
     "Authorizer",
     "CARecord",
+    "DenyEntry",
+    "GateResult",
     "CosignRequest",
     "CosignResponse",
     "HoldCA",
@@ -66,6 +73,8 @@ __all__ = [
     "SQLiteLedger",
     "SameDIDAuthorizer",
     "Secret",
+    "ServiceAuth",
+    "TrustGate",
     "ca_id_of",
     "key_store_from_config",
     "open_hold",

@@ -5,7 +5,9 @@ at INFO for what the hold did and WARNING for refusals. The message is one line 
 with sorted keys; the same dict is attached to the record as ``record.holdca_event`` for
 structured handlers. Only the fields listed per event are ever written; none of them can
 hold a secret (no key material, PINs or passphrases; refusal messages come from holdca
-errors, whose messages never carry secrets).
+errors, whose messages never carry secrets). Every string is cut to :data:`MAX_FIELD`
+characters, so a caller cannot make an event line large. ``tags`` (for example
+``{"insecure_no_auth": True}``) are added to every event.
 
 Example::
 
@@ -21,12 +23,15 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 
-from holdca.hold.ledger import IssuanceRecord, Revocation, serial_hex
+from holdca.hold.ledger import DenyEntry, IssuanceRecord, Revocation, serial_hex
 
-__all__ = ["AUDIT_LOGGER", "AuditLog"]
+__all__ = ["AUDIT_LOGGER", "MAX_FIELD", "AuditLog"]
 
 AUDIT_LOGGER = "holdca.audit"
 """Name of the default audit logger."""
+
+MAX_FIELD = 512
+"""Longest string written in an audit event field (longer ones end in ``...``)."""
 
 _Value = str | int | bool | None | list[str]
 
@@ -35,15 +40,29 @@ def _time(when: datetime | None) -> str | None:
     return None if when is None else when.isoformat()
 
 
+def _bounded(value: _Value) -> _Value:
+    if isinstance(value, str):
+        return value if len(value) <= MAX_FIELD else value[: MAX_FIELD - 3] + "..."
+    if isinstance(value, list):
+        return [str(_bounded(v)) for v in value[:16]]
+    return value
+
+
 class AuditLog:
     """Writes holdca's audit events as JSON lines to a logger.
 
     Every method takes the event time explicitly (``now``), never reading a clock.
     """
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        """Audit to ``logger`` (default: ``logging.getLogger("holdca.audit")``)."""
+    def __init__(
+        self, logger: logging.Logger | None = None, *, tags: Mapping[str, _Value] | None = None
+    ) -> None:
+        """Audit to ``logger`` (default: ``logging.getLogger("holdca.audit")``).
+
+        ``tags`` are added to every event.
+        """
         self.logger = logger if logger is not None else logging.getLogger(AUDIT_LOGGER)
+        self.tags = dict(tags or {})
 
     def emit(self, event: str, now: datetime, fields: Mapping[str, _Value], *, level: int) -> None:
         """Write one event: ``{"event": event, "time": now, **fields}`` as JSON.
@@ -53,7 +72,8 @@ class AuditLog:
         if not self.logger.isEnabledFor(level):
             return
         body: dict[str, _Value] = {"event": event, "time": now.isoformat()}
-        body.update(fields)
+        body.update((k, _bounded(v)) for k, v in fields.items())
+        body.update(self.tags)
         self.logger.log(
             level,
             json.dumps(body, sort_keys=True, separators=(",", ":")),
@@ -77,6 +97,9 @@ class AuditLog:
                 "not_before": _time(record.not_before),
                 "not_after": _time(record.not_after),
                 "issuer_id": record.issuer_id,
+                "repository": record.repository,
+                "record_uri": record.record_uri,
+                "proof_source": record.proof_source,
             },
             level=logging.INFO,
         )
@@ -93,6 +116,24 @@ class AuditLog:
                 "revoked_at": _time(entry.revoked_at),
                 "invalidity_date": _time(entry.invalidity_date),
             },
+            level=logging.INFO,
+        )
+
+    def denied(self, entry: DenyEntry, *, now: datetime) -> None:
+        """A DID put on the deny list."""
+        self.emit(
+            "denied",
+            now,
+            {"did": entry.did, "reason": entry.reason, "source": entry.source},
+            level=logging.WARNING,
+        )
+
+    def allowed(self, entry: DenyEntry, *, now: datetime) -> None:
+        """A DID taken off the deny list."""
+        self.emit(
+            "allowed",
+            now,
+            {"did": entry.did, "denied_since": _time(entry.since), "reason": entry.reason},
             level=logging.INFO,
         )
 
@@ -138,7 +179,8 @@ class AuditLog:
         error: Exception,
         now: datetime,
     ) -> None:
-        """A refused request: which operation, for whom, and the error class and message."""
+        """A refused request: which operation, for whom, the error class, message and
+        (for authentication and transport errors) the XRPC error name as ``code``."""
         self.emit(
             "refused",
             now,
@@ -147,6 +189,7 @@ class AuditLog:
                 "did": did,
                 "caller": caller,
                 "error": type(error).__name__,
+                "code": getattr(error, "error", None),
                 "message": str(error)[:500],
             },
             level=logging.WARNING,

@@ -31,11 +31,26 @@ Environment variables (``HoldConfig.from_env``):
 ``HOLD_RATE_LIMIT_PER_HOUR``   per-DID certificates per hour (default 60; 0 = no limit)
 ``HOLD_ALLOWED_DID_METHODS``   comma-separated (default ``plc,web``)
 ``HOLD_ROTATION_GRACE_DAYS``   how long a rotated-out root stays published (default 30)
+``HOLD_PLC_URL``               the PLC directory DID logs are fetched from (default
+                               ``https://plc.directory``); its origin is always reachable
+``HOLD_NETWORK_ALLOW``         exceptions to the address policy: comma-separated CIDRs or
+                               ``host:port`` pairs the hold may reach although they are
+                               internal (and over plain http); empty by default
+``HOLD_PROOF_MAX_AGE``         seconds a caller's proof hint may be old and still be
+                               accepted without asking the PDS (default 0: never)
+``HOLD_IDENTITY_TTL``          seconds a resolved DID identity is cached for authenticating
+                               callers (default 60; 0 disables the cache)
+``HOLD_REUSE_IDENTITIES``      ``true``: issuance may also use cached identities (a key
+                               rotation then takes effect within HOLD_IDENTITY_TTL);
+                               default false: every issuance resolves the DID anew
+``HOLD_AUDIT_LOG``             where ``holdca serve`` writes the audit trail (JSON lines):
+                               a file path, or ``-`` for stdout (default: stderr)
 =============================  ===========================================================
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -103,6 +118,12 @@ ENV_VARS: dict[str, str] = {
     "rate_limit_per_hour": "HOLD_RATE_LIMIT_PER_HOUR",
     "allowed_did_methods": "HOLD_ALLOWED_DID_METHODS",
     "rotation_grace_days": "HOLD_ROTATION_GRACE_DAYS",
+    "plc_url": "HOLD_PLC_URL",
+    "network_allow": "HOLD_NETWORK_ALLOW",
+    "proof_max_age": "HOLD_PROOF_MAX_AGE",
+    "audit_log": "HOLD_AUDIT_LOG",
+    "identity_ttl": "HOLD_IDENTITY_TTL",
+    "reuse_identities": "HOLD_REUSE_IDENTITIES",
 }
 """Config field -> environment variable."""
 
@@ -119,6 +140,23 @@ SCHEMES = ("notary.x509", "notary.x509.signingAuthority")
 
 def _bad(name: str, why: str) -> ConfigError:
     return ConfigError(f"{ENV_VARS.get(name, name)}: {why}")
+
+
+def _check_allow_list(text: str) -> None:
+    """Syntax of HOLD_NETWORK_ALLOW: CIDRs and host:port pairs (the resolver parses it)."""
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+            continue
+        except ValueError:
+            pass
+        host, sep, port = entry.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _bad("network_allow", f"{entry[:80]!r} is neither a CIDR nor host:port")
 
 
 @dataclass(frozen=True)
@@ -156,6 +194,12 @@ class HoldConfig:
     rate_limit_per_hour: int = 60
     allowed_did_methods: tuple[str, ...] = ("plc", "web")
     rotation_grace_days: int = 30
+    plc_url: str = "https://plc.directory"
+    network_allow: str = ""
+    proof_max_age: int = 0
+    audit_log: str | None = None
+    identity_ttl: int = 60
+    reuse_identities: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -211,6 +255,24 @@ class HoldConfig:
             raise _bad("allowed_did_methods", "a comma-separated subset of plc,web")
         if not 0 <= self.rotation_grace_days <= 3650:
             raise _bad("rotation_grace_days", "must be between 0 and 3650 days")
+        plc = urlsplit(self.plc_url)
+        if (
+            plc.scheme not in ("http", "https")
+            or not plc.hostname
+            or plc.username is not None
+            or plc.query
+            or plc.fragment
+        ):
+            raise _bad(
+                "plc_url", f"must be an http(s) URL without query or userinfo, not {self.plc_url!r}"
+            )
+        _check_allow_list(self.network_allow)
+        if not 0 <= self.identity_ttl <= 86_400:
+            raise _bad("identity_ttl", "must be between 0 and 86400 seconds")
+        if not 0 <= self.proof_max_age <= 86_400:
+            raise _bad("proof_max_age", "must be between 0 and 86400 seconds")
+        if self.audit_log is not None and not self.audit_log.strip():
+            raise _bad("audit_log", "must be a file path or -")
 
     @property
     def effective_ocsp_url(self) -> str | None:
@@ -263,7 +325,7 @@ class HoldConfig:
             if not value:
                 raise _bad(name, "required")
             kwargs[name] = value
-        for name in ("cosign_enabled", "ocsp_enabled", "crl_enabled"):
+        for name in ("cosign_enabled", "ocsp_enabled", "crl_enabled", "reuse_identities"):
             value = text(name)
             if value is not None:
                 low = value.lower()
@@ -286,7 +348,20 @@ class HoldConfig:
             value = text(name)
             if value:
                 kwargs[name] = value
-        for name in ("cert_validity_hours", "rate_limit_per_hour", "rotation_grace_days"):
+        for name in ("plc_url", "audit_log"):
+            value = text(name)
+            if value:
+                kwargs[name] = value
+        allow = text("network_allow")
+        if allow is not None:
+            kwargs["network_allow"] = allow
+        for name in (
+            "cert_validity_hours",
+            "rate_limit_per_hour",
+            "rotation_grace_days",
+            "proof_max_age",
+            "identity_ttl",
+        ):
             value = text(name)
             if value:
                 try:

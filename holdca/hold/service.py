@@ -34,20 +34,20 @@ Example::
 from __future__ import annotations
 
 import base64
-import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from holdca.atproto.verify import VerifiedRecord, verify_record_proof
+from holdca.atproto.identity import Resolver
+from holdca.atproto.verify import VerifiedRecord
 from holdca.errors import (
     ConfigError,
+    DeniedDIDError,
     DuplicateSerialError,
     HoldCAError,
     KeyNotFoundError,
@@ -56,9 +56,20 @@ from holdca.errors import (
     PolicyError,
 )
 from holdca.hold.audit import AuditLog
-from holdca.hold.ledger import REASONS, CARecord, IssuanceLedger, IssuanceRecord, Revocation
+from holdca.hold.castate import (
+    CAState,
+    RotationMixin,
+    RotationResult,
+    ca_id_of,
+    certificate_der,
+    check_key_match,
+    load_state,
+)
+from holdca.hold.gate import GateResult, TrustGate
+from holdca.hold.ledger import CARecord, IssuanceLedger, IssuanceRecord
 from holdca.hold.policy import Authorizer, IssuancePolicy, SameDIDAuthorizer
-from holdca.keys import KeyStore, MemorySigner, SignatureAlgorithm, Signer, spki_der
+from holdca.hold.status import StatusMixin
+from holdca.keys import KeyStore, MemorySigner, SignatureAlgorithm
 from holdca.notation import (
     Descriptor,
     SigningScheme,
@@ -66,21 +77,16 @@ from holdca.notation import (
     signature_manifest,
 )
 from holdca.pki import (
-    CertStatus,
     LeafTemplate,
-    RevokedEntry,
     SubjectInfo,
-    build_crl,
-    cross_sign,
     issue_intermediate,
     issue_root,
-    parse_ocsp_request,
     random_serial,
-    respond_ocsp,
-    select_for_crl,
 )
 
 __all__ = [
+    "ANNOTATION_RECORD",
+    "ANNOTATION_REPOSITORY",
     "DEFAULT_GRACE",
     "CAState",
     "CosignRequest",
@@ -93,6 +99,14 @@ __all__ = [
 DEFAULT_GRACE = timedelta(days=30)
 """How long a rotated-out root stays published and trusted."""
 
+ANNOTATION_REPOSITORY = "io.atcr.repository"
+"""Signed annotation (notation user metadata): the repository the user's record names.
+
+A relying party can require it: ``notation verify -m io.atcr.repository=alice/app``."""
+
+ANNOTATION_RECORD = "io.atcr.record"
+"""Signed annotation (notation user metadata): the ``at://`` URI of the manifest record."""
+
 _MANIFEST_TYPES = frozenset(
     {
         "application/vnd.oci.image.manifest.v1+json",
@@ -103,25 +117,19 @@ _MANIFEST_TYPES = frozenset(
 )
 
 
-def ca_id_of(cert: x509.Certificate) -> str:
-    """The id of a CA certificate in the ledger: SHA-256 of its DER, lowercase hex."""
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
-
-
-def _der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
-
-
 @dataclass(frozen=True)
 class CosignRequest:
     """A coSignManifest / reSignManifest request, already decoded from the transport.
+
+    Nothing in a request decides which key is checked: the hold resolves ``did`` and
+    fetches the proof itself (see :class:`~holdca.hold.gate.TrustGate`).
 
     Attributes:
         did: the user DID the certificate is for.
         descriptor: the image manifest (mediaType, digest, size) to sign.
         record_uri: ``at://<did>/io.atcr.manifest/<rkey>`` of the manifest record.
-        record_car: the ``com.atproto.sync.getRecord`` CAR proving the record.
-        did_document: the user's DID document (JSON bytes).
+        proof_hint: optionally, the caller's ``com.atproto.sync.getRecord`` CAR; it saves
+            the hold a fetch only if it verifies and is current (the gate checks both).
         caller: the identity the embedder authenticated, or ``None``.
         validity: requested leaf lifetime (default: the hold's).
     """
@@ -129,8 +137,7 @@ class CosignRequest:
     did: str
     descriptor: Descriptor
     record_uri: str
-    record_car: bytes = field(repr=False)
-    did_document: bytes = field(repr=False)
+    proof_hint: bytes | None = field(default=None, repr=False)
     caller: str | None = None
     validity: timedelta | None = None
 
@@ -177,64 +184,10 @@ class CosignResponse:
             "notAfter": self.record.not_after.isoformat(),
             "commitCid": self.record.commit_cid,
             "rev": self.record.rev,
+            "repository": self.record.repository,
+            "recordUri": self.record.record_uri,
+            "proofSource": self.record.proof_source,
         }
-
-
-@dataclass(frozen=True)
-class _CA:
-    ca_id: str
-    key_label: str
-    signer: Signer = field(repr=False)
-    certificate: x509.Certificate = field(repr=False)
-    state: str
-    retire_at: datetime | None
-    cross: tuple[x509.Certificate, ...] = field(repr=False, default=())
-    parent_id: str | None = None
-
-
-@dataclass(frozen=True)
-class CAState:
-    """A snapshot of the hold's CAs.
-
-    Attributes:
-        active: the CA that issues new certificates.
-        published: rotated-out CAs still trusted until their ``retire_at``.
-        chain_suffix: what follows a new leaf in ``x5c`` (the active root; or the
-            intermediate and its root; or during a grace period the cross-certificate
-            and the old root).
-        roots: parents of an active intermediate (empty for a root-only hold).
-    """
-
-    active: _CA
-    published: tuple[_CA, ...]
-    chain_suffix: tuple[x509.Certificate, ...]
-    roots: tuple[_CA, ...] = ()
-
-    def by_id(self, ca_id: str) -> _CA | None:
-        """The active, published or root CA with ``ca_id``."""
-        for ca in (self.active, *self.published, *self.roots):
-            if ca.ca_id == ca_id:
-                return ca
-        return None
-
-
-@dataclass(frozen=True)
-class RotationResult:
-    """The outcome of :meth:`HoldCA.rotate`.
-
-    Attributes:
-        old_root: the previous root (published until ``retire_at``).
-        new_root: the new active root.
-        new_by_old: the new root's key certified by the old root.
-        old_by_new: the old root's key certified by the new root.
-        retire_at: end of the grace period.
-    """
-
-    old_root: x509.Certificate
-    new_root: x509.Certificate
-    new_by_old: x509.Certificate
-    old_by_new: x509.Certificate
-    retire_at: datetime
 
 
 @dataclass(frozen=True)
@@ -243,9 +196,10 @@ class _Checked:
 
     did: str
     descriptor: Descriptor
-    verified: VerifiedRecord | None
+    proof: GateResult
     validity: timedelta
     kind: str
+    record_uri: str
 
 
 @dataclass(frozen=True)
@@ -259,11 +213,7 @@ class _IssuingKit:
     suffix_valid: tuple[datetime, datetime]  # when every suffix certificate is valid
 
 
-def _reason_flag(reason: str | None) -> x509.ReasonFlags | None:
-    return x509.ReasonFlags(reason) if reason in REASONS else None
-
-
-class HoldCA:
+class HoldCA(StatusMixin, RotationMixin):
     """A hold acting as an X.509 CA for the DIDs whose images it stores.
 
     Build with :meth:`open` (or ``holdca.hold.from_config``). See the module docstring.
@@ -289,6 +239,10 @@ class HoldCA:
         crl_refresh: timedelta = timedelta(hours=1),
         crl_retention: timedelta = timedelta(days=365),
         grace: timedelta = DEFAULT_GRACE,
+        resolver: Resolver | None = None,
+        proof_max_age: timedelta = timedelta(0),
+        reuse_identities: bool = False,
+        ocsp_validity: timedelta = timedelta(hours=24),
     ) -> None:
         """Wrap an already loaded :class:`CAState`; prefer :meth:`open` (same keywords).
 
@@ -310,6 +264,16 @@ class HoldCA:
             crl_refresh: re-sign an unchanged CRL after this long.
             crl_retention: keep revoked entries this long after the certificate expired.
             grace: default rotation grace period.
+            resolver: where DID identities and record proofs come from (the hold's own
+                :class:`~holdca.atproto.resolve.HTTPResolver` in production); without
+                one, :meth:`cosign` and :meth:`resign` refuse with ConfigError.
+            ocsp_validity: OCSP nextUpdate - thisUpdate (answers are cached until
+                shortly before it).
+            proof_max_age: how old a caller's proof hint may be and still be accepted
+                without asking the PDS for its current commit (0: never; see
+                :class:`~holdca.hold.gate.TrustGate`).
+            reuse_identities: let issuance use the resolver's cached identities instead
+                of resolving the DID anew for each (see :class:`~holdca.hold.gate.TrustGate`).
         """
         self._state = state
         self._lock = threading.Lock()
@@ -335,8 +299,18 @@ class HoldCA:
         self.crl_refresh = crl_refresh
         self.crl_retention = crl_retention
         self.grace = grace
-        self._crl_cache: dict[str, tuple[tuple[int, int], x509.CertificateRevocationList]] = {}
-        self._crl_lock = threading.Lock()
+        self.gate = (
+            None
+            if resolver is None
+            else TrustGate(
+                resolver,
+                hold_did=hold_did,
+                max_age=proof_max_age,
+                reuse_identities=reuse_identities,
+            )
+        )
+        self.ocsp_validity = ocsp_validity
+        self._init_status()
 
     # ------------------------------------------------------------------ set-up
 
@@ -387,8 +361,8 @@ class HoldCA:
                 certificate = issue_root(signer, hold_did=hold_did, subject=subject, now=now)
             else:
                 signer = key_store.load(key_label)
-            _check_match(signer, certificate, key_label)
-            record = CARecord(ca_id_of(certificate), key_label, _der(certificate), now)
+            check_key_match(signer, certificate, key_label)
+            record = CARecord(ca_id_of(certificate), key_label, certificate_der(certificate), now)
             records = [record]
             if intermediate_label is not None:
                 try:
@@ -408,7 +382,7 @@ class HoldCA:
                     CARecord(
                         ca_id_of(inter),
                         intermediate_label,
-                        _der(inter),
+                        certificate_der(inter),
                         now + timedelta(microseconds=1),
                         parent_id=record.ca_id,
                     ),
@@ -419,7 +393,7 @@ class HoldCA:
                 "HOLD_CA_CERT_PATH: the certificate is none of this hold's CAs recorded in the "
                 "ledger (wrong file, or wrong HOLD_LEDGER_PATH?)"
             )
-        state = _load_state(key_store, records)
+        state = load_state(key_store, records)
         return cls(
             state, ledger=ledger, hold_did=hold_did, subject=subject, key_store=key_store, **options
         )
@@ -470,16 +444,22 @@ class HoldCA:
         """Co-sign an image manifest for the DID that committed it to its ATProto repo.
 
         Steps: cosign enabled? -> authorise the caller -> check the DID and validity
-        against the policy -> verify the record proof (DID document key, CAR hashes,
-        commit signature, MST inclusion, record digest == descriptor digest, commit DID)
-        -> rate limit -> ephemeral P-256 key -> leaf -> envelope -> signature manifest ->
-        ledger commit -> audit -> return.
+        against the policy -> the deny list -> the trust gate (the hold resolves the DID
+        and fetches the proof itself, or checks the caller's hint is current; CAR hashes,
+        commit signature by the DID's current key, MST inclusion, record digest, media
+        type and size == the descriptor's, ``holdDid`` == this hold, commit DID) -> rate
+        limit -> ephemeral P-256 key -> leaf -> envelope (the record's repository and URI
+        as signed annotations) -> signature manifest -> ledger commit -> audit -> return.
 
         Raises:
             PolicyError: co-signing is disabled.
+            ConfigError: the hold has no resolver.
             AuthorizationError: the caller may not act for the DID.
-            IssuancePolicyError: the policy refuses (method, allow-list, validity, rate).
-            MalformedInputError, VerificationError: the proof does not verify.
+            IssuancePolicyError: the policy refuses (method, allow-list, validity, rate);
+                DeniedDIDError: the DID is on the deny list.
+            RecordAbsentError, SignatureInvalidError, ResolutionError, DIDDeactivatedError,
+            MalformedInputError, VerificationError: the gate refused (see
+                :meth:`holdca.hold.gate.TrustGate.verify`).
             ProfileError, SignerError: issuing or signing failed.
             LedgerError: the issuance could not be recorded (then nothing is returned).
         """
@@ -490,7 +470,9 @@ class HoldCA:
 
         The seed's ``reSignManifest``: used when an earlier 24-hour certificate has
         expired and a verifier without a timestamp needs a currently valid chain. Same
-        checks and errors as :meth:`cosign`; the ledger entry has kind ``resign``.
+        checks and errors as :meth:`cosign`, except that the record must be present at
+        the repo's current commit (no age allowance for a hint); the ledger entry has
+        kind ``resign``.
         """
         return self._sign_request(request, now=now, kind="resign")
 
@@ -566,11 +548,14 @@ class HoldCA:
         )
 
     def _check(self, request: CosignRequest, *, now: datetime, kind: str) -> _Checked:
-        """Policy, authorisation, the record proof and the rate limit, in that order."""
+        """Policy, authorisation, deny list, the trust gate and the rate limit, in order."""
         if not self.cosign_enabled:
             raise PolicyError("co-signing is disabled on this hold (HOLD_COSIGN_ENABLED)")
+        if self.gate is None:
+            raise ConfigError("this hold has no resolver: it cannot verify record proofs")
         self.authorizer.authorize(request.caller, request.did)
         did = self.policy.check_did(request.did)
+        self._check_not_denied(did)
         validity = request.validity if request.validity is not None else self.leaf_validity
         self.policy.check_validity(validity)
         descriptor = request.descriptor
@@ -578,20 +563,30 @@ class HoldCA:
             raise MalformedInputError(
                 f"descriptor media type {descriptor.media_type!r} is not an image manifest"
             )
-        verified = verify_record_proof(
-            request.record_car,
-            request.did_document,
+        proof = self.gate.verify(
+            did,
             request.record_uri,
-            descriptor.digest,
-            did=did,
+            descriptor,
+            now=now,
+            hint=request.proof_hint,
+            mode="resign" if kind == "resign" else "cosign",
         )
         if self.policy.rate_limit is not None:
             self.policy.rate_limit.acquire(did, now)
-        return _Checked(did, descriptor, verified, validity, kind)
+        return _Checked(did, descriptor, proof, validity, kind, request.record_uri)
+
+    def _check_not_denied(self, did: str) -> None:
+        entry = self.ledger.denial(did)
+        if entry is not None:
+            raise DeniedDIDError(
+                f"{did} is on this hold's deny list since {entry.since.isoformat()} "
+                f"({entry.reason[:200]}); an operator lifts it with `holdca allow`"
+            )
 
     def _sign(self, checked: _Checked, *, now: datetime) -> CosignResponse:
         """Ephemeral key, leaf, envelope and signature manifest; not recorded in the ledger."""
-        did, descriptor, verified = checked.did, checked.descriptor, checked.verified
+        did, descriptor, verified = checked.did, checked.descriptor, checked.proof.verified
+        repository = verified.manifest.repository
         state = self.state(now)
         kit = self._kit(state)
         leaf_key = MemorySigner.generate(SignatureAlgorithm.ES256)
@@ -604,10 +599,18 @@ class HoldCA:
         )
         leaf = x509.load_der_x509_certificate(leaf_der)
         chain_der = (leaf_der, *kit.suffix_der)
+        signed = replace(
+            descriptor,
+            annotations={
+                **(descriptor.annotations or {}),
+                ANNOTATION_REPOSITORY: repository,
+                ANNOTATION_RECORD: checked.record_uri,
+            },
+        )
         envelope = sign_envelope(
             leaf_key,
             chain_der,
-            descriptor,
+            signed,
             now=now,
             scheme=self.scheme,
             check_chain=self._needs_lint(kit, now),
@@ -620,14 +623,17 @@ class HoldCA:
             serial=leaf.serial_number,
             did=did,
             manifest_digest=descriptor.digest,
-            commit_cid=None if verified is None else str(verified.commit_cid),
-            rev=None if verified is None else verified.rev,
+            commit_cid=str(verified.commit_cid),
+            rev=verified.rev,
             not_before=leaf.not_valid_before_utc,
             not_after=leaf.not_valid_after_utc,
             certificate_der=leaf_der,
             issuer_id=state.active.ca_id,
             issued_at=now,
             kind=checked.kind,
+            repository=repository,
+            record_uri=checked.record_uri,
+            proof_source=checked.proof.source,
         )
         return CosignResponse(envelope, manifest, (leaf, *state.chain_suffix), record, verified)
 
@@ -666,7 +672,7 @@ class HoldCA:
                     crl_url=self.crl_url,
                     ocsp_url=self.ocsp_url,
                 ),
-                suffix_der=tuple(_der(c) for c in state.chain_suffix),
+                suffix_der=tuple(certificate_der(c) for c in state.chain_suffix),
                 suffix_valid=(
                     max(c.not_valid_before_utc for c in state.chain_suffix),
                     min(c.not_valid_after_utc for c in state.chain_suffix),
@@ -721,7 +727,7 @@ class HoldCA:
                 rev=None,
                 not_before=leaf.not_valid_before_utc,
                 not_after=leaf.not_valid_after_utc,
-                certificate_der=_der(leaf),
+                certificate_der=certificate_der(leaf),
                 issuer_id=state.active.ca_id,
                 issued_at=now,
                 kind="issue",
@@ -733,338 +739,5 @@ class HoldCA:
         self.audit.issued(record, now=now)
         return (leaf, *state.chain_suffix)
 
-    # ------------------------------------------------------------------ revocation
-
-    def revoke(
-        self,
-        *,
-        now: datetime,
-        serial: int | None = None,
-        did: str | None = None,
-        since: datetime | None = None,
-        reason: str | None = None,
-        invalidity_date: datetime | None = None,
-    ) -> list[Revocation]:
-        """Revoke one certificate (``serial``) or every certificate of ``did`` (since ``since``).
-
-        Already revoked certificates keep their first revocation. Each revocation is
-        audited; the next :meth:`crl` lists them.
-
-        Returns:
-            The revocations (new or earlier), by serial.
-
-        Raises:
-            ValueError: neither or both of ``serial`` and ``did``; ``since`` without ``did``.
-            LedgerError: unknown serial, unknown reason, or the ledger failed.
-        """
-        if (serial is None) == (did is None):
-            raise ValueError("give exactly one of serial= or did=")
-        if since is not None and did is None:
-            raise ValueError("since= needs did=")
-        out: list[Revocation] = []
-        try:
-            if serial is not None:
-                found = self.ledger.get(serial)
-                if found is None:
-                    raise LedgerError(
-                        f"no certificate with serial {serial:x} was issued by this hold"
-                    )
-                records = [found]
-            else:
-                assert did is not None
-                records = list(self.ledger.by_did(did, since=since))
-            for rec in records:
-                entry = self.ledger.revoke(
-                    rec.serial, revoked_at=now, reason=reason, invalidity_date=invalidity_date
-                )
-                self.audit.revoked(entry, rec.did, now=now)
-                out.append(entry)
-        except HoldCAError as exc:
-            self.audit.refused(operation="revoke", did=did, caller=None, error=exc, now=now)
-            raise
-        return sorted(out, key=lambda e: e.serial)
-
-    def crl(self, now: datetime, *, ca_id: str | None = None) -> x509.CertificateRevocationList:
-        """The current CRL of the active CA (or of the published CA ``ca_id``).
-
-        A new CRL (with the next persisted CRL number and a thisUpdate that never goes
-        backwards) is signed when revocations changed, after ``crl_refresh``, or when no
-        CRL was made by this object yet; otherwise the cached one is returned.
-
-        Raises:
-            ConfigError: unknown ``ca_id``.
-            LedgerError, ProfileError, SignerError: building failed.
-        """
-        state = self.state(now)
-        ca = state.active if ca_id is None else state.by_id(ca_id)
-        if ca is None:
-            raise ConfigError(f"no active or published CA with id {ca_id}")
-        with self._crl_lock:  # concurrent requests share one new CRL (and one CRL number)
-            return self._crl_for(ca, now)
-
-    def _crl_for(self, ca: _CA, now: datetime) -> x509.CertificateRevocationList:
-        revoked = self.ledger.revoked(ca.ca_id)
-        key = (len(revoked), max((r.serial for r, _ in revoked), default=0))
-        cached = self._crl_cache.get(ca.ca_id)
-        if cached is not None and cached[0] == key:
-            this_update = cached[1].last_update_utc
-            if this_update <= now < this_update + self.crl_refresh:
-                return cached[1]
-        entries = [
-            RevokedEntry(
-                serial=rev.serial,
-                revoked_at=rev.revoked_at,
-                reason=_reason_flag(rev.reason),
-                invalidity_date=rev.invalidity_date,
-                not_after=rec.not_after,
-            )
-            for rev, rec in revoked
-        ]
-        entries = select_for_crl(entries, now=now, retention=self.crl_retention)
-        number, this_update = self.ledger.next_crl_number(ca.ca_id, now)
-        crl = build_crl(
-            ca.signer,
-            ca.certificate,
-            entries,
-            crl_number=number,
-            this_update=this_update,
-            next_update=this_update + self.crl_next_update,
-        )
-        self._crl_cache[ca.ca_id] = (key, crl)
-        self.audit.crl(
-            issuer_id=ca.ca_id,
-            number=number,
-            entries=len(entries),
-            this_update=this_update,
-            now=now,
-        )
-        return crl
-
-    def status_of(self, serial: int, ca_id: str | None = None) -> CertStatus:
-        """OCSP status of ``serial``: good, revoked (time, reason) or unknown.
-
-        With ``ca_id``, a serial issued by another CA is unknown.
-        """
-        record = self.ledger.get(serial)
-        if record is None or (ca_id is not None and record.issuer_id != ca_id):
-            return CertStatus.unknown()
-        rev = self.ledger.revocation(serial)
-        if rev is None:
-            return CertStatus.good()
-        return CertStatus.revoked(rev.revoked_at, _reason_flag(rev.reason))
-
-    def ocsp(self, request_der: bytes, *, now: datetime) -> bytes:
-        """An OCSP response (DER) for ``request_der``, signed by the CA the request names.
-
-        Never raises on bad input: malformed requests get a ``malformedRequest`` response,
-        certificates of other issuers ``unauthorized`` (see :func:`holdca.pki.respond_ocsp`).
-        """
-        state = self.state(now)
-        ca = _ca_for_ocsp(state, request_der)
-        return respond_ocsp(
-            request_der,
-            status_of=lambda serial: self.status_of(serial, ca.ca_id),
-            issuer_cert=ca.certificate,
-            signer=ca.signer,
-            now=now,
-        )
-
-    # ------------------------------------------------------------------ rotation
-
-    def rotate(
-        self,
-        *,
-        new_label: str,
-        now: datetime,
-        grace: timedelta | None = None,
-        algorithm: SignatureAlgorithm | None = None,
-    ) -> RotationResult:
-        """Rotate to a new root: generate it, cross-sign both ways, keep the old one published.
-
-        During the grace period new leaves chain ``leaf -> new-root-by-old-root -> old
-        root``, so relying parties that trust only the old root keep verifying; after it
-        the old root is retired and leaves chain straight to the new root. Relying
-        parties should add the new root (see :meth:`trust_bundle`) during the grace
-        period.
-
-        Raises:
-            ConfigError: no key store, or a rotation is already in its grace period.
-            KeyExistsError: ``new_label`` is taken.
-            LedgerError, ProfileError, SignerError.
-        """
-        if self.key_store is None:
-            raise ConfigError("rotation needs the key store the hold was opened with")
-        grace = self.grace if grace is None else grace
-        with self._lock:
-            state = self._state
-            if state.published:
-                raise ConfigError(
-                    "a rotation is still in its grace period (until "
-                    f"{state.published[0].retire_at}); retire it first"
-                )
-            old = state.active
-            if old.parent_id is not None:
-                raise ConfigError(
-                    "rotating a hold that issues from an intermediate CA is not supported; "
-                    "issue a new intermediate under the root instead"
-                )
-            algo = algorithm or old.signer.algorithm
-            new_signer = self.key_store.generate(new_label, algo)
-            generation = len(self.ledger.cas()) + 1
-            new_root = issue_root(
-                new_signer,
-                hold_did=self.hold_did,
-                subject=self.subject,
-                now=now,
-                common_name=f"ATCR Hold CA G{generation} - {self.hold_did}",
-            )
-            new_by_old = cross_sign(old.signer, old.certificate, new_root, now=now)
-            old_by_new = cross_sign(new_signer, new_root, old.certificate, now=now)
-            retire_at = now + grace
-            new_record = CARecord(
-                ca_id_of(new_root),
-                new_label,
-                _der(new_root),
-                now,
-                "active",
-                None,
-                (_der(new_by_old),),
-            )
-            old_record = CARecord(
-                old.ca_id,
-                old.key_label,
-                _der(old.certificate),
-                now - timedelta(microseconds=1),
-                "published",
-                retire_at,
-                (_der(old_by_new),),
-            )
-            self.ledger.put_cas([old_record, new_record])  # one transaction
-            self._state = _load_state(self.key_store, self.ledger.cas())
-        self.audit.rotated(old_id=old.ca_id, new_id=new_record.ca_id, retire_at=retire_at, now=now)
-        return RotationResult(old.certificate, new_root, new_by_old, old_by_new, retire_at)
-
-    def retire(self, now: datetime) -> list[str]:
-        """Retire every published CA now (ending the grace period early); returns their ids."""
-        with self._lock:
-            ids = [ca.ca_id for ca in self._state.published]
-        self._retire(now, force=True)
-        return ids
-
-    def _retire(self, now: datetime, *, force: bool = False) -> CAState:
-        with self._lock:
-            state = self._state
-            done = [
-                ca
-                for ca in state.published
-                if force or (ca.retire_at is not None and ca.retire_at <= now)
-            ]
-            if not done:
-                return state
-            self.ledger.put_cas(
-                [
-                    CARecord(
-                        ca.ca_id,
-                        ca.key_label,
-                        _der(ca.certificate),
-                        now,
-                        "retired",
-                        ca.retire_at,
-                        tuple(_der(c) for c in ca.cross),
-                        ca.parent_id,
-                    )
-                    for ca in done
-                ]
-            )
-            assert self.key_store is not None
-            self._state = _load_state(self.key_store, self.ledger.cas())
-            new_state = self._state
-        for ca in done:
-            self.audit.rotated(
-                old_id=ca.ca_id,
-                new_id=new_state.active.ca_id,
-                retire_at=now,
-                now=now,
-                step="retired",
-            )
-        return new_state
-
     def __repr__(self) -> str:
         return f"<HoldCA {self.hold_did} ca={self.ca_id[:16]}>"
-
-
-def _check_match(signer: Signer, certificate: x509.Certificate, label: str) -> None:
-    if spki_der(signer.public_key) != spki_der(certificate.public_key()):
-        raise ConfigError(
-            f"the CA key {label!r} does not match the CA certificate "
-            f"(certificate SHA-256 {ca_id_of(certificate)[:16]}...): refusing to start"
-        )
-
-
-def _load_state(key_store: KeyStore, records: Sequence[CARecord]) -> CAState:
-    cas: list[_CA] = []
-    for rec in records:
-        if rec.state == "retired":
-            continue
-        cert = x509.load_der_x509_certificate(rec.certificate_der)
-        signer = key_store.load(rec.key_label)
-        _check_match(signer, cert, rec.key_label)
-        cross = tuple(x509.load_der_x509_certificate(c) for c in rec.cross_certificates_der)
-        cas.append(
-            _CA(
-                rec.ca_id,
-                rec.key_label,
-                signer,
-                cert,
-                rec.state,
-                rec.retire_at,
-                cross,
-                rec.parent_id,
-            )
-        )
-    active = [ca for ca in cas if ca.state == "active"]
-    if len(active) != 1:
-        raise ConfigError(f"the ledger records {len(active)} active CAs; expected exactly one")
-    issuing = active[0]
-    published = tuple(ca for ca in cas if ca.state == "published")
-    by_id = {ca.ca_id: ca for ca in cas}
-    suffix: list[x509.Certificate] = [issuing.certificate]
-    roots: list[_CA] = []
-    parent_id = issuing.parent_id
-    while parent_id is not None:
-        parent = by_id.get(parent_id)
-        if parent is None or len(suffix) > 4:
-            raise ConfigError(f"the ledger lacks the parent CA {parent_id} of the issuing CA")
-        suffix.append(parent.certificate)
-        roots.append(parent)
-        parent_id = parent.parent_id
-    if published and issuing.parent_id is None:
-        old = published[-1]
-        via = [c for c in issuing.cross if c.issuer == old.certificate.subject]
-        if via:
-            suffix = [via[0], old.certificate]
-    return CAState(issuing, published, tuple(suffix), tuple(roots))
-
-
-def _ca_for_ocsp(state: CAState, request_der: bytes) -> _CA:
-    """The CA whose name and key hashes the request's first CertID carries (default: active)."""
-    try:
-        info = parse_ocsp_request(request_der)
-    except MalformedInputError:
-        return state.active  # respond_ocsp answers malformedRequest itself
-    first = info.cert_ids[0]
-    for ca in (state.active, *state.published, *state.roots):
-        der = _der(ca.certificate)
-        tbs = asn1_x509.Certificate.load(der)["tbs_certificate"]
-        name = tbs["subject"].dump()
-        key_bits = bytes(tbs["subject_public_key_info"]["public_key"].contents[1:])
-        try:
-            hashes = (
-                hashlib.new(first.hash_algorithm, name).digest(),
-                hashlib.new(first.hash_algorithm, key_bits).digest(),
-            )
-        except ValueError:
-            break
-        if hashes == (first.issuer_name_hash, first.issuer_key_hash):
-            return ca
-    return state.active

@@ -11,6 +11,9 @@ Example::
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from holdca._fs import atomic_write
+from holdca.atproto.identity import Resolver
 from holdca.errors import ConfigError
 from holdca.hold.audit import AuditLog
 from holdca.hold.config import HoldConfig
@@ -30,7 +34,14 @@ from holdca.keys.pem import PEMKeyStore
 from holdca.notation import SigningScheme
 from holdca.pki import SubjectInfo
 
-__all__ = ["key_store_from_config", "open_hold", "policy_from_config", "write_pem_certificate"]
+__all__ = [
+    "audit_from_config",
+    "key_store_from_config",
+    "open_hold",
+    "policy_from_config",
+    "resolver_from_config",
+    "write_pem_certificate",
+]
 
 
 def key_store_from_config(config: HoldConfig) -> tuple[KeyStore, str]:
@@ -90,6 +101,55 @@ def policy_from_config(config: HoldConfig) -> IssuancePolicy:
         max_validity=timedelta(hours=config.cert_validity_hours),
         rate_limit=limiter,
     )
+
+
+def resolver_from_config(config: HoldConfig) -> Resolver:
+    """The hold's own HTTP resolver: ``HOLD_PLC_URL`` and the ``HOLD_NETWORK_ALLOW`` policy.
+
+    Raises:
+        ConfigError: the http extra (httpx) is not installed, or the allow list is bad.
+    """
+    try:
+        from holdca.atproto.resolve import HTTPResolver  # noqa: PLC0415 - optional extra
+        from holdca.net import AddressPolicy  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigError(
+            "resolving DIDs needs the http extra: pip install 'holdca[http]'"
+        ) from exc
+    policy = AddressPolicy.parse(config.network_allow, variable="HOLD_NETWORK_ALLOW")
+    return HTTPResolver(plc_url=config.plc_url, policy=policy, cache_ttl=config.identity_ttl)
+
+
+def audit_from_config(config: HoldConfig, *, tags: dict[str, bool] | None = None) -> AuditLog:
+    """The audit log ``HOLD_AUDIT_LOG`` names: JSON lines to a file (mode 0600), ``-`` for
+    stdout, or stderr when unset; every event at INFO and above is written.
+
+    Raises:
+        ConfigError: the file cannot be opened for appending.
+    """
+    logger = logging.getLogger(f"holdca.audit.{id(config):x}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+    target = config.audit_log
+    handler: logging.Handler
+    if target == "-":
+        handler = logging.StreamHandler(sys.stdout)
+    elif target is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        path = Path(target)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            handler = logging.FileHandler(path, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"HOLD_AUDIT_LOG: cannot append to {target!r} ({exc.strerror or exc})"
+            ) from None
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    return AuditLog(logger, tags=dict(tags or {}))
 
 
 def write_pem_certificate(path: Path, certs: list[x509.Certificate]) -> None:
@@ -156,6 +216,8 @@ def open_hold(
         ocsp_url=config.effective_ocsp_url,
         cosign_enabled=config.cosign_enabled,
         grace=timedelta(days=config.rotation_grace_days),
+        proof_max_age=timedelta(seconds=config.proof_max_age),
+        reuse_identities=config.reuse_identities,
         **options,
     )
     if certificate is None or certificate != ca.root_certificate:

@@ -6,7 +6,9 @@ set of records; it builds the canonical MST, signs a v3 commit and exports:
 * :meth:`TestRepo.get_record_car`: the ``com.atproto.sync.getRecord`` CAR (commit, the MST nodes
   on the key's path, the record block when present) - a proof of inclusion or of absence;
 * :meth:`TestRepo.did_document`: the DID document JSON (Multikey or legacy key form);
-* :meth:`TestRepo.full_car`: the whole repo (getRepo style).
+* :meth:`TestRepo.full_car`: the whole repo (getRepo style);
+* :meth:`TestRepo.service_token`: an inter-service auth JWT signed by the repo key, as the
+  DID's PDS mints with ``com.atproto.server.getServiceAuth``.
 
 The MST builder is checked against the published ``commit-proof-fixtures.json`` root CIDs, and
 its CARs against MarshalX ``atproto`` (tests/atproto), so it is not only checked by holdca's own
@@ -24,11 +26,12 @@ Not for production: keys live in memory and the DID is not registered anywhere.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import coincurve
@@ -48,6 +51,11 @@ __all__ = ["MSTBuilder", "TestRepo", "make_tid", "sign_k256", "sign_p256"]
 
 _B32_SORTABLE = "234567abcdefghijklmnopqrstuvwxyz"
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+def _b64url_json(value: Mapping[str, Any]) -> str:
+    raw = json.dumps(value, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def make_tid(timestamp_us: int, clock_id: int = 0) -> str:
@@ -242,6 +250,36 @@ class TestRepo:
         if self.curve == "k256":
             return sign_k256(self._private, message)
         return sign_p256(self._private, message)
+
+    def service_token(
+        self,
+        aud: str,
+        lxm: str | None,
+        *,
+        now: datetime | None = None,
+        lifetime: timedelta = timedelta(seconds=60),
+        jti: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A service-auth JWT for ``aud`` and method ``lxm``, signed by the repo key.
+
+        ``claims`` overrides or adds claims (a value of ``None`` removes the claim).
+        """
+        issued = int((now or datetime.now(UTC)).timestamp())
+        payload: dict[str, Any] = {
+            "iat": issued,
+            "iss": self.did,
+            "aud": aud,
+            "exp": issued + int(lifetime.total_seconds()),
+            "lxm": lxm,
+            "jti": jti or secrets.token_hex(16),
+        }
+        payload.update(claims or {})
+        payload = {k: v for k, v in payload.items() if v is not None}
+        header = {"typ": "JWT", "alg": self.public_key.jwt_alg}
+        signing_input = f"{_b64url_json(header)}.{_b64url_json(payload)}"
+        signature = self.sign(signing_input.encode("ascii"))
+        return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
 
     def rotate_key(self, curve: Literal["k256", "p256"] | None = None) -> None:
         """Replace the signing key with a fresh one and re-sign the current commit."""

@@ -29,11 +29,14 @@ from holdca.keys.pem import PEMKeyStore
 from holdca.notation import Descriptor
 from holdca.pki import SubjectInfo
 from holdca.testing.atproto import TestRepo
+from holdca.testing.network import TestNetwork
 
 NOW = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
 HOLD_DID = "did:web:hold-faults.example.com"
 SUBJECT = SubjectInfo("US", "CA", "Fault Hold")
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+NETWORK = TestNetwork()
+"""The stand-in for the PLC directory and the PDS that every hold of this module resolves with."""
 ENV = {
     "HOLD_DID": HOLD_DID,
     "HOLD_SUBJECT_C": "US",
@@ -52,19 +55,17 @@ def open_ca(directory: Path) -> HoldCA:
         now=NOW,
         create=True,
         authorizer=AllowAllAuthorizer(),
+        resolver=NETWORK,
     )
 
 
 def requests(n: int = 20) -> list[CosignRequest]:
-    """``n`` cosign requests for one fresh repo."""
-    repo = TestRepo.create("plc", "k256", now=NOW)
+    """``n`` cosign requests for one fresh repo on :data:`NETWORK` (with proof hints)."""
+    repo = NETWORK.add(TestRepo.create("plc", "k256", now=NOW))
     digests = [f"sha256:{i:064x}" for i in range(n)]
-    uris = repo.put_manifests(digests)
-    doc = repo.did_document()
+    uris = repo.put_manifests(digests, hold_did=HOLD_DID)
     return [
-        CosignRequest(
-            repo.did, Descriptor(MANIFEST, d, 10), u, repo.get_record_car(u), doc, repo.did
-        )
+        CosignRequest(repo.did, Descriptor(MANIFEST, d, 10), u, repo.get_record_car(u), repo.did)
         for d, u in zip(digests, uris, strict=True)
     ]
 

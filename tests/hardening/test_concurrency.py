@@ -49,6 +49,7 @@ def test_sixteen_threads_cosign_on_softhsm(softhsm: SoftHSM, tmp_path: Path) -> 
         subject=fault_child.SUBJECT,
         now=fault_child.NOW,
         create=True,
+        resolver=fault_child.NETWORK,
         key_label=label,
     )
     reqs = fault_child.requests(THREADS)

@@ -308,6 +308,7 @@ def test_pkcs11_sessions_lost_during_cosigns(softhsm: SoftHSM, tmp_path: Path) -
         subject=fault_child.SUBJECT,
         now=fault_child.NOW,
         create=True,
+        resolver=fault_child.NETWORK,
         key_label=label,
     )
     reqs = fault_child.requests(8)
@@ -348,6 +349,7 @@ def test_pkcs11_token_removed(softhsm: SoftHSM, monkeypatch: pytest.MonkeyPatch)
         subject=fault_child.SUBJECT,
         now=fault_child.NOW,
         create=True,
+        resolver=fault_child.NETWORK,
         key_label=label,
     )
     reqs = fault_child.requests(2)
@@ -388,6 +390,7 @@ def test_clock_backwards_crl_monotonic(tmp_path: Path, ledger_kind: str) -> None
         subject=SubjectInfo("US", "CA", "Clock Hold"),
         now=fault_child.NOW,
         create=True,
+        resolver=fault_child.NETWORK,
     )
     t = fault_child.NOW + timedelta(days=2)  # jumps back stay inside the CA's validity
     last_number, last_update = 0, datetime.min.replace(tzinfo=UTC)

@@ -31,6 +31,7 @@ from holdca.errors import HoldCAError
 from holdca.hold import CosignRequest, HoldConfig, open_hold
 from holdca.notation import Descriptor
 from holdca.testing.atproto import TestRepo
+from holdca.testing.network import TestNetwork
 from tests.conftest import SoftHSM
 from tests.hardening.tally import count
 
@@ -95,13 +96,12 @@ def key_forms(private_key: Any) -> list[str]:
 
 def request_for(repo: TestRepo, n: int) -> CosignRequest:
     digest = f"sha256:{n:064x}"
-    uri = repo.put_manifest(digest)
+    uri = repo.put_manifest(digest, hold_did=BASE_ENV["HOLD_DID"])
     return CosignRequest(
         did=repo.did,
         descriptor=Descriptor(MANIFEST, digest, 100),
         record_uri=uri,
-        record_car=repo.get_record_car(uri),
-        did_document=repo.did_document(),
+        proof_hint=repo.get_record_car(uri),
         caller=repo.did,
     )
 
@@ -109,7 +109,8 @@ def request_for(repo: TestRepo, n: int) -> CosignRequest:
 def drive(seen: Seen, env: dict[str, str], repo: TestRepo) -> Any:
     """Open the hold from ``env`` and run every operation, good and bad."""
     config = seen.attempt(lambda: HoldConfig.from_env(env))
-    ca = seen.attempt(lambda: open_hold(config, now=NOW, create=True))
+    network = TestNetwork([repo])
+    ca = seen.attempt(lambda: open_hold(config, now=NOW, create=True, resolver=network))
     assert not isinstance(ca, HoldCAError), ca
     seen.see(ca, ca.key_store, ca.state().active, ca.state().active.signer, ca.ledger, ca.audit)
     good = request_for(repo, 1)
@@ -122,10 +123,11 @@ def drive(seen: Seen, env: dict[str, str], repo: TestRepo) -> Any:
     seen.attempt(
         lambda: ca.cosign(CosignRequest(**{**vars(good), "descriptor": bad_digest}), now=NOW)
     )
-    car = bytearray(good.record_car)
+    assert good.proof_hint is not None
+    car = bytearray(good.proof_hint)
     car[-5] ^= 1
     seen.attempt(
-        lambda: ca.cosign(CosignRequest(**{**vars(good), "record_car": bytes(car)}), now=NOW)
+        lambda: ca.cosign(CosignRequest(**{**vars(good), "proof_hint": bytes(car)}), now=NOW)
     )
     seen.attempt(lambda: ca.revoke(serial=response.serial, now=NOW, reason="keyCompromise"))
     seen.attempt(lambda: ca.revoke(serial=12345, now=NOW))

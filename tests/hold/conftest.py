@@ -22,6 +22,7 @@ from holdca.notation import Descriptor
 from holdca.notation.oci import OCILayout
 from holdca.pki import SubjectInfo
 from holdca.testing.atproto import TestRepo
+from holdca.testing.network import TestNetwork
 from holdca.testing.oci import build_test_image
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -40,14 +41,14 @@ class World:
     layout: OCILayout
     image: Descriptor
     uri: str
+    net: TestNetwork
 
     def request(self, **overrides: object) -> CosignRequest:
+        """A request with only DID, URI and descriptor: the hold fetches the proof."""
         fields: dict[str, object] = {
             "did": self.repo.did,
             "descriptor": self.image,
             "record_uri": self.uri,
-            "record_car": self.repo.get_record_car(self.uri),
-            "did_document": self.repo.did_document(),
             "caller": self.repo.did,
         }
         fields.update(overrides)
@@ -63,6 +64,8 @@ def make_world(
 ) -> World:
     store = MemoryKeyStore()
     ledger = ledger if ledger is not None else MemoryLedger()
+    net = TestNetwork()
+    options.setdefault("resolver", net)
     ca = HoldCA.open(
         store,
         ledger,
@@ -72,11 +75,11 @@ def make_world(
         create=True,
         **options,  # type: ignore[arg-type]
     )
-    repo = TestRepo.create(method="plc", curve="k256", now=NOW)
+    repo = net.add(TestRepo.create(method="plc", curve="k256", now=NOW))
     layout = OCILayout.create(tmp_path / "layout")
     image = build_test_image(layout, tag="v1", content=content)
-    uri = repo.put_manifest(image.digest, repository="alice/app")
-    return World(ca, store, ledger, repo, layout, image, uri)
+    uri = repo.put_manifest(image.digest, repository="alice/app", hold_did=HOLD_DID)
+    return World(ca, store, ledger, repo, layout, image, uri, net)
 
 
 @pytest.fixture

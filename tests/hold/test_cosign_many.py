@@ -47,7 +47,7 @@ def test_a_batch_mixes_responses_and_refusals_in_order(
         w.request(caller="did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"),
         w.request(),
         w.request(validity=timedelta(hours=48)),
-        w.request(record_car=b"not a car"),
+        w.request(proof_hint=b"not a car"),
         w.request(),
     ]
     with caplog.at_level(logging.INFO, logger="holdca.audit"):

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 
 from holdca.hold import AllowAllAuthorizer, HoldConfig, open_hold
-from tests.hold.conftest import NOW, make_world
+from tests.hold.conftest import HOLD_DID, NOW, make_world
 
 pytestmark = pytest.mark.hsm
 
@@ -25,7 +25,7 @@ def test_hold_on_softhsm_from_env(
     label = f"hold-root-{secrets.token_hex(4)}"
     config = HoldConfig.from_env(
         {
-            "HOLD_DID": "did:web:hsm-hold.example.com",
+            "HOLD_DID": HOLD_DID,
             "HOLD_SUBJECT_C": "US",
             "HOLD_SUBJECT_ST": "CA",
             "HOLD_SUBJECT_O": "HSM Hold",
@@ -39,12 +39,14 @@ def test_hold_on_softhsm_from_env(
             "HOLD_CRL_URL": "http://hold.example.com/ca.crl",
         }
     )
+    world = make_world(tmp_path / "w")
     with caplog.at_level(logging.DEBUG):
-        ca = open_hold(config, now=NOW, create=True, authorizer=AllowAllAuthorizer())
+        ca = open_hold(
+            config, now=NOW, create=True, authorizer=AllowAllAuthorizer(), resolver=world.net
+        )
         root = x509.load_pem_x509_certificate((tmp_path / "ca.crt").read_bytes())
         assert root == ca.certificate
         root.verify_directly_issued_by(root)  # self-signed by the key on the token
-        world = make_world(tmp_path / "w")
         serials: list[int] = []
         errors: list[BaseException] = []
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -315,8 +317,141 @@ def test_a_version_1_ledger_is_migrated(tmp_path: Path) -> None:
         led.revoke(0xD0, revoked_at=T0)
     led.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.execute("PRAGMA foreign_keys = ON")
     with pytest.raises(sqlite3.IntegrityError):  # the revocation FK still names issuance
         conn.execute("INSERT INTO revocation VALUES ('ee', 1, NULL, NULL)")
     conn.close()
+
+
+# The version 2 issuance table as released (rowid table, no record columns).
+_V2_ISSUANCE = """
+CREATE TABLE issuance (
+    id INTEGER PRIMARY KEY, serial TEXT NOT NULL UNIQUE, did TEXT NOT NULL,
+    manifest_digest TEXT NOT NULL, commit_cid TEXT, rev TEXT, not_before_us INTEGER NOT NULL,
+    not_after_us INTEGER NOT NULL, certificate BLOB NOT NULL, issuer_id TEXT NOT NULL,
+    issued_at_us INTEGER NOT NULL, kind TEXT NOT NULL
+);
+CREATE INDEX issuance_by_did ON issuance (did, issued_at_us);
+"""
+
+
+def test_a_version_2_ledger_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(_V2_ISSUANCE + _V1_SCHEMA[_V1_SCHEMA.index("CREATE TABLE revocation") :])
+    us = int(T0.timestamp() * 1_000_000)
+    conn.execute(
+        "INSERT INTO issuance (serial, did, manifest_digest, commit_cid, rev, not_before_us, "
+        "not_after_us, certificate, issuer_id, issued_at_us, kind) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        ("a0", DID, "sha256:" + "ab" * 32, None, None, us, us + 10, b"\x30\x00", "ca1", us,
+         "cosign"),
+    )  # fmt: skip
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+
+    led = SQLiteLedger(path)
+    old = led.get(0xA0)
+    assert old is not None
+    assert old.repository is None
+    assert old.record_uri is None
+    new = replace(record(0xB0), repository="alice/app", record_uri="at://x", proof_source="live")
+    led.record_issuance(new)
+    assert led.get(0xB0) == new
+    assert led.deny(DID, reason="test", source="operator", now=T0).did == DID
+    assert led.use_token("k", expires_at=T0 + timedelta(minutes=1), now=T0)
+    led.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
+def test_record_fields_roundtrip(ledger: IssuanceLedger) -> None:
+    rec = replace(
+        record(0x1234),
+        kind="resign",
+        repository="alice/app",
+        record_uri=f"at://{DID}/io.atcr.manifest/3l3qo2vutsw2b",
+        proof_source="hint",
+    )
+    ledger.record_issuance(rec)
+    assert ledger.get(0x1234) == rec
+    assert ledger.by_did(DID) == [rec]
+
+
+def test_unknown_kind_and_naive_times_are_refused(ledger: IssuanceLedger) -> None:
+    with pytest.raises(LedgerError, match="kind"):
+        ledger.record_issuance(replace(record(1), kind="cosine"))
+    with pytest.raises(LedgerError, match="timezone"):
+        ledger.record_issuances([replace(record(2), issued_at=T0.replace(tzinfo=None))])
+    assert ledger.count() == 0
+
+
+def test_deny_list(ledger: IssuanceLedger) -> None:
+    other = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"
+    assert ledger.denial(DID) is None
+    first = ledger.deny(DID, reason="keyCompromise revocation", source="revocation", now=T0)
+    again = ledger.deny(DID, reason="later", source="operator", now=T0 + timedelta(hours=1))
+    assert again == first  # the earlier entry is kept
+    ledger.deny(other, reason="operator said so", source="operator", now=T0 - timedelta(hours=1))
+    assert [e.did for e in ledger.denials()] == [other, DID]
+    assert ledger.denial(DID) == first
+    assert ledger.allow(DID) == first
+    assert ledger.allow(DID) is None
+    assert ledger.denial(DID) is None
+    assert [e.did for e in ledger.denials()] == [other]
+
+
+def test_tokens_are_used_once_until_they_expire(ledger: IssuanceLedger) -> None:
+    exp = T0 + timedelta(seconds=60)
+    assert ledger.use_token("did:plc:x|jti1", expires_at=exp, now=T0)
+    assert not ledger.use_token("did:plc:x|jti1", expires_at=exp, now=T0 + timedelta(seconds=1))
+    assert ledger.use_token("did:plc:x|jti2", expires_at=exp, now=T0 + timedelta(seconds=1))
+    # once expired the key is forgotten (the token itself is refused for its exp by then)
+    assert ledger.use_token("did:plc:x|jti1", expires_at=exp + timedelta(seconds=60), now=exp)
+
+
+def test_two_ledger_objects_share_used_tokens(tmp_path: Path) -> None:
+    a, b = SQLiteLedger(tmp_path / "l.db"), SQLiteLedger(tmp_path / "l.db")
+    exp = T0 + timedelta(seconds=60)
+    assert a.use_token("k", expires_at=exp, now=T0)
+    assert not b.use_token("k", expires_at=exp, now=T0)
+    a.close()
+    b.close()
+
+
+def test_readers_do_not_wait_for_another_process_holding_the_write_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "l.db"
+    led = SQLiteLedger(path, busy_timeout=1.0)
+    led.record_issuance(record(0xAB))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's writer, holding the lock
+    try:
+        started = time.monotonic()
+        assert led.get(0xAB) is not None
+        assert led.revocation(0xAB) is None
+        assert led.count_since(DID, T0 - timedelta(days=1)) == 1
+        assert time.monotonic() - started < 0.5
+        # a writer meanwhile fails in bounded time (busy_timeout), with a LedgerError
+        blocked = threading.Thread(target=lambda: _expect_busy(led))
+        blocked.start()
+        time.sleep(0.05)
+        started = time.monotonic()
+        assert led.get(0xAB) is not None  # not behind the waiting writer either
+        assert time.monotonic() - started < 0.5
+        blocked.join(5)
+        assert not blocked.is_alive()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    led.close()
+
+
+def _expect_busy(led: SQLiteLedger) -> None:
+    started = time.monotonic()
+    with pytest.raises(LedgerError, match="busy"):
+        led.revoke(0xAB, revoked_at=T0)
+    assert time.monotonic() - started < 3

@@ -106,7 +106,7 @@ def test_cosign_json_response_shape(world: World) -> None:
         ({"caller": None}, AuthorizationError),
         ({"did": "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", "caller": None}, AuthorizationError),
         ({"validity": timedelta(hours=48)}, IssuancePolicyError),
-        ({"record_car": b"not a car"}, HoldCAError),
+        ({"proof_hint": b"not a car"}, HoldCAError),
     ],
 )
 def test_failed_cosign_issues_nothing(
@@ -131,10 +131,15 @@ def test_wrong_digest_is_a_record_mismatch(world: World) -> None:
 
 def test_proof_of_another_did_is_refused(tmp_path: Path, world: World) -> None:
     other = make_world(tmp_path / "other")
-    # alice's proof and document, but claimed for bob (caller = bob)
-    req = world.request(did=other.repo.did, caller=other.repo.did)
+    world.net.add(other.repo)
+    # alice's record and proof, but claimed for bob (caller = bob)
+    req = world.request(
+        did=other.repo.did, caller=other.repo.did, proof_hint=world.repo.get_record_car(world.uri)
+    )
     with pytest.raises(VerificationError):
         world.ca.cosign(req, now=NOW)
+    with pytest.raises(VerificationError):
+        world.ca.cosign(world.request(did=other.repo.did, caller=other.repo.did), now=NOW)
     assert world.ledger.count() == 0
 
 
@@ -346,10 +351,16 @@ def test_audit_never_contains_secrets(tmp_path: Path, caplog: pytest.LogCaptureF
     passphrase = b"correct horse battery staple 9931"
     store = PEMKeyStore(tmp_path / "keys", passphrase=passphrase)
     with caplog.at_level(logging.DEBUG):
-        ca = HoldCA.open(
-            store, MemoryLedger(), hold_did=HOLD_DID, subject=SUBJECT, now=NOW, create=True
-        )
         w = make_world(tmp_path / "w")
+        ca = HoldCA.open(
+            store,
+            MemoryLedger(),
+            hold_did=HOLD_DID,
+            subject=SUBJECT,
+            now=NOW,
+            create=True,
+            resolver=w.net,
+        )
         w.ca = ca
         resp = ca.cosign(w.request(), now=NOW)
         ca.revoke(serial=resp.serial, now=NOW)

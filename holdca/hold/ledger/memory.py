@@ -1,0 +1,185 @@
+"""An :class:`~holdca.hold.ledger.IssuanceLedger` in process memory, for tests and demos."""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+
+from holdca.errors import LedgerError
+from holdca.hold.ledger.base import check_issuance, check_reason, duplicate_serial
+from holdca.hold.ledger.records import (
+    CARecord,
+    DenyEntry,
+    IssuanceRecord,
+    Revocation,
+    serial_hex,
+)
+
+__all__ = ["MemoryLedger"]
+
+
+class MemoryLedger:
+    """An :class:`IssuanceLedger` in process memory (tests, demos). Thread-safe."""
+
+    def __init__(self) -> None:
+        """An empty ledger."""
+        self._lock = threading.Lock()
+        self._issued: dict[int, IssuanceRecord] = {}
+        self._revoked: dict[int, Revocation] = {}
+        self._revocation_version = 0
+        self._crl: dict[str, tuple[int, datetime]] = {}
+        self._cas: dict[str, CARecord] = {}
+        self._denied: dict[str, DenyEntry] = {}
+        self._tokens: dict[str, datetime] = {}
+        self._token_expiry: list[tuple[datetime, str]] = []  # heap: forget in O(log n)
+
+    def record_issuance(self, record: IssuanceRecord) -> None:
+        """Record ``record``; raises LedgerError on a duplicate serial."""
+        check_issuance(record)
+        with self._lock:
+            if record.serial in self._issued:
+                raise duplicate_serial(record.serial)
+            self._issued[record.serial] = record
+
+    def record_issuances(self, records: Sequence[IssuanceRecord]) -> list[LedgerError | None]:
+        """Record each of ``records``; a duplicate serial is reported in its slot."""
+        for record in records:
+            check_issuance(record)
+        out: list[LedgerError | None] = []
+        with self._lock:
+            for record in records:
+                if record.serial in self._issued:
+                    out.append(duplicate_serial(record.serial))
+                else:
+                    self._issued[record.serial] = record
+                    out.append(None)
+        return out
+
+    def get(self, serial: int) -> IssuanceRecord | None:
+        """The issuance with ``serial``."""
+        with self._lock:
+            return self._issued.get(serial)
+
+    def by_did(self, did: str, *, since: datetime | None = None) -> list[IssuanceRecord]:
+        """Issuances to ``did`` at or after ``since``, oldest first."""
+        with self._lock:
+            found = [
+                r
+                for r in self._issued.values()
+                if r.did == did and (since is None or r.issued_at >= since)
+            ]
+        return sorted(found, key=lambda r: (r.issued_at, r.serial))
+
+    def count_since(self, did: str, since: datetime) -> int:
+        """Number of issuances to ``did`` at or after ``since``."""
+        return len(self.by_did(did, since=since))
+
+    def revoke(
+        self,
+        serial: int,
+        *,
+        revoked_at: datetime,
+        reason: str | None = None,
+        invalidity_date: datetime | None = None,
+    ) -> Revocation:
+        """Revoke ``serial`` (idempotent: an earlier revocation wins)."""
+        check_reason(reason)
+        with self._lock:
+            if serial not in self._issued:
+                raise LedgerError(f"no certificate with serial {serial_hex(serial)} was issued")
+            existing = self._revoked.get(serial)
+            if existing is not None:
+                return existing
+            entry = Revocation(serial, revoked_at, reason, invalidity_date)
+            self._revoked[serial] = entry
+            self._revocation_version += 1
+            return entry
+
+    def revocation(self, serial: int) -> Revocation | None:
+        """The revocation of ``serial``."""
+        with self._lock:
+            return self._revoked.get(serial)
+
+    def revoked(self, issuer_id: str) -> list[tuple[Revocation, IssuanceRecord]]:
+        """Revocations of certificates issued by ``issuer_id``."""
+        with self._lock:
+            return [
+                (rev, self._issued[s])
+                for s, rev in sorted(self._revoked.items())
+                if self._issued[s].issuer_id == issuer_id
+            ]
+
+    def revocation_version(self) -> int:
+        """How many revocations were made."""
+        with self._lock:
+            return self._revocation_version
+
+    def next_crl_number(self, issuer_id: str, this_update: datetime) -> tuple[int, datetime]:
+        """Next CRL number and a monotonic thisUpdate."""
+        with self._lock:
+            last_number, last_update = self._crl.get(issuer_id, (0, this_update))
+            result = (last_number + 1, max(last_update, this_update))
+            self._crl[issuer_id] = result
+            return result
+
+    def put_ca(self, ca: CARecord) -> None:
+        """Insert or replace a CA record."""
+        self.put_cas([ca])
+
+    def put_cas(self, cas: Sequence[CARecord]) -> None:
+        """Insert or replace CA records together."""
+        with self._lock:
+            for ca in cas:
+                self._cas[ca.ca_id] = ca
+
+    def cas(self) -> list[CARecord]:
+        """CA records, oldest first."""
+        with self._lock:
+            return sorted(self._cas.values(), key=lambda c: c.created_at)
+
+    def deny(self, did: str, *, reason: str, source: str, now: datetime) -> DenyEntry:
+        """Deny ``did`` (an earlier entry is kept)."""
+        with self._lock:
+            return self._denied.setdefault(did, DenyEntry(did, reason, now, source))
+
+    def allow(self, did: str) -> DenyEntry | None:
+        """Lift the entry of ``did``."""
+        with self._lock:
+            return self._denied.pop(did, None)
+
+    def denial(self, did: str) -> DenyEntry | None:
+        """The entry of ``did``."""
+        with self._lock:
+            return self._denied.get(did)
+
+    def denials(self) -> list[DenyEntry]:
+        """Every entry, oldest first."""
+        with self._lock:
+            return sorted(self._denied.values(), key=lambda e: (e.since, e.did))
+
+    def use_token(self, key: str, *, expires_at: datetime, now: datetime) -> bool:
+        """First use of ``key`` until ``expires_at``; ``False`` on a replay."""
+        with self._lock:
+            while self._token_expiry and self._token_expiry[0][0] <= now:
+                when, old = heapq.heappop(self._token_expiry)
+                if self._tokens.get(old) == when:
+                    del self._tokens[old]
+            seen = self._tokens.get(key)
+            if seen is not None and seen > now:
+                return False
+            self._tokens[key] = expires_at
+            heapq.heappush(self._token_expiry, (expires_at, key))
+            return True
+
+    def count(self) -> int:
+        """Number of issuances."""
+        with self._lock:
+            return len(self._issued)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return f"<MemoryLedger {len(self._issued)} issued, {len(self._revoked)} revoked>"

@@ -1,0 +1,438 @@
+"""Revocation and status: revoke, the deny list, CRLs and OCSP, for :class:`~holdca.hold.HoldCA`.
+
+Serving status must stay cheap under load, so both answers are cached and rebuilt only on
+change:
+
+* **CRL**: the signed CRL (and its DER) per CA is kept until a revocation happens (the
+  ledger's :meth:`~holdca.hold.ledger.IssuanceLedger.revocation_version`, one primary-key
+  read, notices revocations made by other processes too) or ``crl_refresh`` passes; a
+  ``GET /ca.crl`` then costs O(1) in the number of revocations. If the ledger is busy when a
+  rebuild is due, the previous CRL is served while it is still within its nextUpdate.
+* **OCSP**: answers to nonce-less requests are kept per request bytes (what a client sends
+  for a certificate is byte-identical each time), for every status, until shortly before
+  their nextUpdate; a revocation drops the answers for that serial at once (other
+  processes' revocations are noticed within :data:`OCSP_SYNC_INTERVAL`). A serial this
+  hold never issued gets the unsigned ``unauthorized`` answer (RFC 5019 2.2.3), which costs
+  no signature; a request that needs a new signature may be refused with ``tryLater`` by
+  the caller's per-client budget.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from holdca.atproto.did import validate_account_did
+from holdca.errors import ConfigError, HoldCAError, LedgerError, OCSPRequestError
+from holdca.hold.audit import AuditLog
+from holdca.hold.castate import CAState, LoadedCA, certificate_der
+from holdca.hold.ledger import REASONS, DenyEntry, IssuanceLedger, Revocation
+from holdca.pki import (
+    CertStatus,
+    OCSPRequestInfo,
+    RevokedEntry,
+    build_crl,
+    ocsp_error_response,
+    parse_ocsp_request,
+    respond_ocsp,
+    select_for_crl,
+)
+
+__all__ = ["OCSP_SYNC_INTERVAL", "OCSPAnswerCache", "StatusMixin", "reason_flag"]
+
+OCSP_SYNC_INTERVAL: Final = timedelta(seconds=1)
+"""How often the OCSP cache asks the ledger whether another process revoked something."""
+
+_MAX_CACHED_REQUEST: Final = 1024
+_UNSIGNED: Final = frozenset(
+    ocsp_error_response(name)
+    for name in ("malformedRequest", "internalError", "tryLater", "sigRequired", "unauthorized")
+)
+
+
+def reason_flag(reason: str | None) -> x509.ReasonFlags | None:
+    """The ReasonFlags member for a ledger reason name (``None`` for none or unknown)."""
+    return x509.ReasonFlags(reason) if reason in REASONS else None
+
+
+class OCSPAnswerCache:
+    """Signed OCSP answers by request bytes, with an index to drop a serial's answers.
+
+    Thread-safe; bounded (least recently used answers are evicted beyond ``max_entries``).
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        """Keep at most ``max_entries`` answers."""
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self._max = max_entries
+        self._lock = threading.Lock()
+        self._items: OrderedDict[bytes, tuple[datetime, datetime, bytes, tuple[int, ...]]] = (
+            OrderedDict()
+        )
+        self._by_serial: dict[int, set[bytes]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, request: bytes, now: datetime) -> bytes | None:
+        """The answer to ``request`` if one is cached and fresh at ``now``."""
+        with self._lock:
+            item = self._items.get(request)
+            if item is None or not item[0] <= now < item[1]:
+                self.misses += 1
+                return None
+            self._items.move_to_end(request)
+            self.hits += 1
+            return item[2]
+
+    def put(
+        self,
+        request: bytes,
+        answer: bytes,
+        serials: tuple[int, ...],
+        this_update: datetime,
+        refresh_at: datetime,
+    ) -> None:
+        """Keep ``answer`` for ``request`` from ``this_update`` until ``refresh_at``."""
+        if refresh_at <= this_update or len(request) > _MAX_CACHED_REQUEST:
+            return
+        with self._lock:
+            self._drop(request)
+            self._items[request] = (this_update, refresh_at, answer, serials)
+            for serial in serials:
+                self._by_serial.setdefault(serial, set()).add(request)
+            while len(self._items) > self._max:
+                self._drop(next(iter(self._items)))
+
+    def _drop(self, request: bytes) -> None:
+        item = self._items.pop(request, None)
+        if item is None:
+            return
+        for serial in item[3]:
+            keys = self._by_serial.get(serial)
+            if keys is not None:
+                keys.discard(request)
+                if not keys:
+                    del self._by_serial[serial]
+
+    def invalidate(self, serial: int) -> None:
+        """Drop every answer about ``serial`` (it was just revoked)."""
+        with self._lock:
+            for request in list(self._by_serial.get(serial, ())):
+                self._drop(request)
+
+    def clear(self) -> None:
+        """Drop everything."""
+        with self._lock:
+            self._items.clear()
+            self._by_serial.clear()
+
+    def __len__(self) -> int:
+        """How many answers are cached."""
+        return len(self._items)
+
+
+@dataclass(frozen=True)
+class _SignedCRL:
+    version: int
+    crl: x509.CertificateRevocationList
+    der: bytes
+    this_update: datetime
+    next_update: datetime
+
+
+@functools.lru_cache(maxsize=64)
+def _issuer_hashes(ca_der: bytes, algorithm: str) -> tuple[bytes, bytes]:
+    tbs = asn1_x509.Certificate.load(ca_der)["tbs_certificate"]
+    name = tbs["subject"].dump()
+    key_bits = bytes(tbs["subject_public_key_info"]["public_key"].contents[1:])
+    return hashlib.new(algorithm, name).digest(), hashlib.new(algorithm, key_bits).digest()
+
+
+def _ca_for(state: CAState, info: OCSPRequestInfo) -> LoadedCA | None:
+    """The CA whose name and key hashes the request's first CertID carries."""
+    first = info.cert_ids[0]
+    for ca in (state.active, *state.published, *state.roots):
+        try:
+            hashes = _issuer_hashes(certificate_der(ca.certificate), first.hash_algorithm)
+        except ValueError:
+            return None
+        if hashes == (first.issuer_name_hash, first.issuer_key_hash):
+            return ca
+    return None
+
+
+class StatusMixin:
+    """Revocation and status for :class:`~holdca.hold.HoldCA` (which provides the attributes)."""
+
+    ledger: IssuanceLedger
+    audit: AuditLog
+    crl_next_update: timedelta
+    crl_refresh: timedelta
+    crl_retention: timedelta
+    ocsp_validity: timedelta
+    _crl_lock: threading.Lock
+    _crl_cache: dict[str, _SignedCRL]
+    _ocsp_answers: OCSPAnswerCache
+    _ocsp_synced: tuple[datetime, int] | None
+
+    if TYPE_CHECKING:
+
+        def state(self, now: datetime | None = None) -> CAState: ...
+
+    def _init_status(self) -> None:
+        self._crl_lock = threading.Lock()
+        self._crl_cache = {}
+        self._ocsp_answers = OCSPAnswerCache()
+        self._ocsp_synced = None
+
+    # ------------------------------------------------------------------ revocation
+
+    def revoke(
+        self,
+        *,
+        now: datetime,
+        serial: int | None = None,
+        did: str | None = None,
+        since: datetime | None = None,
+        reason: str | None = None,
+        invalidity_date: datetime | None = None,
+    ) -> list[Revocation]:
+        """Revoke one certificate (``serial``) or every certificate of ``did`` (since ``since``).
+
+        Already revoked certificates keep their first revocation. Each revocation is
+        audited; the next CRL lists them and OCSP answers them at once. A
+        ``keyCompromise`` revocation also puts the DID on the deny list (the ATProto
+        account is compromised: no new certificates for it until :meth:`allow`), even
+        when it had no certificate to revoke.
+
+        Returns:
+            The revocations (new or earlier), by serial.
+
+        Raises:
+            ValueError: neither or both of ``serial`` and ``did``; ``since`` without ``did``.
+            LedgerError: unknown serial, unknown reason, or the ledger failed.
+        """
+        if (serial is None) == (did is None):
+            raise ValueError("give exactly one of serial= or did=")
+        if since is not None and did is None:
+            raise ValueError("since= needs did=")
+        out: list[Revocation] = []
+        try:
+            if serial is not None:
+                found = self.ledger.get(serial)
+                if found is None:
+                    raise LedgerError(
+                        f"no certificate with serial {serial:x} was issued by this hold"
+                    )
+                records = [found]
+            else:
+                assert did is not None
+                records = list(self.ledger.by_did(did, since=since))
+            for rec in records:
+                entry = self.ledger.revoke(
+                    rec.serial, revoked_at=now, reason=reason, invalidity_date=invalidity_date
+                )
+                self._ocsp_answers.invalidate(rec.serial)
+                self.audit.revoked(entry, rec.did, now=now)
+                out.append(entry)
+            if reason == x509.ReasonFlags.key_compromise.value:
+                for banned in sorted({r.did for r in records} | ({did} if did else set())):
+                    self.deny(
+                        banned, reason="keyCompromise revocation", now=now, source="revocation"
+                    )
+        except HoldCAError as exc:
+            self.audit.refused(operation="revoke", did=did, caller=None, error=exc, now=now)
+            raise
+        return sorted(out, key=lambda e: e.serial)
+
+    def deny(self, did: str, *, reason: str, now: datetime, source: str = "operator") -> DenyEntry:
+        """Refuse new certificates for ``did`` until :meth:`allow` (audited).
+
+        An earlier entry for the DID is kept (and returned).
+
+        Raises:
+            DIDSyntaxError: ``did`` is not a valid account DID.
+            LedgerError: the ledger failed.
+        """
+        did = validate_account_did(did)
+        entry = self.ledger.deny(did, reason=reason[:500], source=source, now=now)
+        self.audit.denied(entry, now=now)
+        return entry
+
+    def allow(self, did: str, *, now: datetime) -> DenyEntry | None:
+        """Lift the deny-list entry of ``did``; returns it (``None``: there was none).
+
+        Raises:
+            LedgerError: the ledger failed.
+        """
+        entry = self.ledger.allow(did)
+        if entry is not None:
+            self.audit.allowed(entry, now=now)
+        return entry
+
+    # ------------------------------------------------------------------ CRL
+
+    def crl(self, now: datetime, *, ca_id: str | None = None) -> x509.CertificateRevocationList:
+        """The current CRL of the active CA (or of the published CA ``ca_id``).
+
+        A new CRL (with the next persisted CRL number and a thisUpdate that never goes
+        backwards) is signed when a revocation happened (in any process sharing the
+        ledger), after ``crl_refresh``, or when no CRL was made by this object yet;
+        otherwise the cached one is returned.
+
+        Raises:
+            ConfigError: unknown ``ca_id``.
+            LedgerError, ProfileError, SignerError: building failed (and no earlier CRL
+                is still within its nextUpdate).
+        """
+        return self._signed_crl(now, ca_id).crl
+
+    def crl_der(self, now: datetime, *, ca_id: str | None = None) -> bytes:
+        """:meth:`crl` as DER, encoded once per CRL (what ``GET /ca.crl`` serves)."""
+        return self._signed_crl(now, ca_id).der
+
+    def _signed_crl(self, now: datetime, ca_id: str | None) -> _SignedCRL:
+        state = self.state(now)
+        ca = state.active if ca_id is None else state.by_id(ca_id)
+        if ca is None:
+            raise ConfigError(f"no active or published CA with id {ca_id}")
+        version = self.ledger.revocation_version()
+        cached = self._crl_cache.get(ca.ca_id)
+        if cached is not None and self._fresh(cached, version, now):
+            return cached
+        with self._crl_lock:  # concurrent requests share one new CRL (and one CRL number)
+            cached = self._crl_cache.get(ca.ca_id)
+            if cached is not None and self._fresh(cached, version, now):
+                return cached
+            try:
+                signed = self._build_crl(ca, version, now)
+            except LedgerError:
+                if cached is not None and cached.this_update <= now < cached.next_update:
+                    return cached  # the ledger is busy: the last CRL is still valid
+                raise
+            self._crl_cache[ca.ca_id] = signed
+            return signed
+
+    def _fresh(self, cached: _SignedCRL, version: int, now: datetime) -> bool:
+        return cached.version == version and (
+            cached.this_update <= now < cached.this_update + self.crl_refresh
+        )
+
+    def _build_crl(self, ca: LoadedCA, version: int, now: datetime) -> _SignedCRL:
+        entries = [
+            RevokedEntry(
+                serial=rev.serial,
+                revoked_at=rev.revoked_at,
+                reason=reason_flag(rev.reason),
+                invalidity_date=rev.invalidity_date,
+                not_after=rec.not_after,
+            )
+            for rev, rec in self.ledger.revoked(ca.ca_id)
+        ]
+        entries = select_for_crl(entries, now=now, retention=self.crl_retention)
+        number, this_update = self.ledger.next_crl_number(ca.ca_id, now)
+        next_update = this_update + self.crl_next_update
+        crl = build_crl(
+            ca.signer,
+            ca.certificate,
+            entries,
+            crl_number=number,
+            this_update=this_update,
+            next_update=next_update,
+        )
+        self.audit.crl(
+            issuer_id=ca.ca_id,
+            number=number,
+            entries=len(entries),
+            this_update=this_update,
+            now=now,
+        )
+        der = crl.public_bytes(serialization.Encoding.DER)
+        return _SignedCRL(version, crl, der, this_update, next_update)
+
+    # ------------------------------------------------------------------ OCSP
+
+    def status_of(self, serial: int, ca_id: str | None = None) -> CertStatus:
+        """OCSP status of ``serial``: good, revoked (time, reason) or unknown.
+
+        With ``ca_id``, a serial issued by another CA is unknown.
+        """
+        record = self.ledger.get(serial)
+        if record is None or (ca_id is not None and record.issuer_id != ca_id):
+            return CertStatus.unknown()
+        rev = self.ledger.revocation(serial)
+        if rev is None:
+            return CertStatus.good()
+        return CertStatus.revoked(rev.revoked_at, reason_flag(rev.reason))
+
+    def ocsp(
+        self,
+        request_der: bytes,
+        *,
+        now: datetime,
+        may_sign: Callable[[], bool] | None = None,
+    ) -> bytes:
+        """An OCSP response (DER) for ``request_der``, signed by the CA the request names.
+
+        Never raises on bad input: malformed requests get ``malformedRequest``, requests
+        naming another issuer or a serial this hold never issued ``unauthorized`` (unsigned,
+        RFC 5019 2.2.3), and when ``may_sign`` (a per-client budget) refuses a new
+        signature, ``tryLater``. Answers are cached (see the module docstring).
+        """
+        self._sync_ocsp(now)
+        hit = self._ocsp_answers.get(request_der, now)
+        if hit is not None:
+            return hit
+        try:
+            info = parse_ocsp_request(request_der)
+        except OCSPRequestError:
+            return ocsp_error_response("malformedRequest")
+        ca = _ca_for(self.state(now), info)
+        if ca is None:
+            return ocsp_error_response("unauthorized")
+        try:
+            statuses = {
+                c.serial_number: self.status_of(c.serial_number, ca.ca_id) for c in info.cert_ids
+            }
+        except HoldCAError:
+            return ocsp_error_response("internalError")
+        if any(status.kind == "unknown" for status in statuses.values()):
+            return ocsp_error_response("unauthorized")
+        if may_sign is not None and not may_sign():
+            return ocsp_error_response("tryLater")
+        der = respond_ocsp(
+            request_der,
+            status_of=statuses.__getitem__,
+            issuer_cert=ca.certificate,
+            signer=ca.signer,
+            now=now,
+            validity=self.ocsp_validity,
+        )
+        if info.nonce is None and der not in _UNSIGNED:  # a signed answer, not an error
+            refresh = now + self.ocsp_validity - min(self.ocsp_validity / 4, timedelta(hours=1))
+            self._ocsp_answers.put(request_der, der, tuple(statuses), now, refresh)
+        return der
+
+    def _sync_ocsp(self, now: datetime) -> None:
+        """Drop cached answers when another process revoked something (checked each second)."""
+        synced = self._ocsp_synced
+        if synced is not None and synced[0] <= now < synced[0] + OCSP_SYNC_INTERVAL:
+            return
+        try:
+            version = self.ledger.revocation_version()
+        except LedgerError:
+            return
+        if synced is not None and synced[1] != version:
+            self._ocsp_answers.clear()
+        self._ocsp_synced = (now, version)

@@ -1,0 +1,320 @@
+"""The reference XRPC server: a small Starlette app around a :class:`~holdca.hold.HoldCA`.
+
+Routes:
+
+==========================================  ================================================
+``POST /xrpc/io.atcr.hold.coSignManifest``  co-sign an image for the caller's DID (below)
+``POST /xrpc/io.atcr.hold.reSignManifest``  same body; a fresh signature for an older image
+``GET /ca.crt``                             the root new leaves chain to (PEM)
+``GET /ca-bundle.crt``                      every trusted root incl. a rotation's old one
+``GET /ca.crl``                             the active CA's CRL (DER, built once per change)
+``POST /ocsp``, ``GET /ocsp/<base64>``      OCSP (RFC 6960 appendix A; cached answers)
+==========================================  ================================================
+
+Request body of the two XRPC procedures::
+
+    {"userDid": "did:plc:...", "recordUri": "at://did:plc:.../io.atcr.manifest/<rkey>",
+     "manifest": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                  "digest": "sha256:...", "size": 1234},
+     "proof": "<optional base64 getRecord CAR: a hint, checked for freshness>"}
+
+The seed's ``manifestDigest`` is accepted in place of ``manifest.digest``. A
+``didDocument`` in the body is ignored: the hold resolves the DID itself.
+
+**Callers authenticate** with ATProto service auth by default: ``Authorization: Bearer
+<JWT>`` minted by the user's PDS (``com.atproto.server.getServiceAuth`` with ``aud`` = the
+hold's DID and ``lxm`` = the method), verified by :class:`holdca.hold.auth.ServiceAuth`;
+the token's ``iss`` is the caller the hold's authorizer judges (by default it must be
+``userDid``). An embedder may pass its own ``authenticate(request) -> caller`` instead, or
+run without authentication only with ``insecure_no_auth=True``.
+
+Errors are XRPC JSON, ``{"error": "...", "message": "..."}``: 400 bad input or proof, 401
+authentication (the error names what was wrong: ``MissingJwt``, ``BadJwtSignature``,
+``JwtExpired``, ...), 403 authorisation or policy, 404/405 unknown route or method, 408 a
+stalled upload, 413 a body over the limit, 429 rate limit, 502 the user's PDS or DID could
+not be fetched, 500/503 hold failure (details stay in the server log).
+
+Example::
+
+    app = create_app(hold_ca)                 # service auth through hold_ca's resolver
+    uvicorn.run(app, host="127.0.0.1", port=8080)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from cryptography.hazmat.primitives import serialization
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from holdca.errors import (
+    AddressRefusedError,
+    AuthenticationError,
+    AuthorizationError,
+    ConfigError,
+    HoldCAError,
+    LedgerError,
+    MalformedInputError,
+    OCSPRequestError,
+    PolicyError,
+    RateLimitError,
+    ResolutionError,
+    VerificationError,
+)
+from holdca.hold.auth import ServiceAuth
+from holdca.hold.service import CosignRequest, HoldCA
+from holdca.notation import Descriptor
+from holdca.pki import decode_ocsp_get
+from holdca.server.limits import (
+    DEFAULT_BODY_TIMEOUT,
+    ClientBudget,
+    XRPCError,
+    parse_json,
+    read_body,
+)
+
+__all__ = [
+    "COSIGN_NSID",
+    "DEFAULT_MAX_BODY",
+    "RESIGN_NSID",
+    "Authenticate",
+    "create_app",
+    "error_for",
+]
+
+COSIGN_NSID: Final = "io.atcr.hold.coSignManifest"
+RESIGN_NSID: Final = "io.atcr.hold.reSignManifest"
+
+DEFAULT_MAX_BODY: Final = 256 * 1024
+"""Largest request body accepted (a getRecord CAR hint is a few kB)."""
+
+_MAX_OCSP_BODY: Final = 64 * 1024
+_log = logging.getLogger("holdca.server")
+
+Authenticate = Callable[[Request], "str | Awaitable[str | None] | None"]
+"""An embedder's authentication hook: the caller's identity, or raise AuthenticationError."""
+
+
+def error_for(exc: HoldCAError) -> XRPCError:
+    """Map a holdca error to the XRPC error a client sees (no internal details on 5xx)."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, AuthenticationError):
+        return XRPCError(401, exc.error, message, {"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, AuthorizationError):
+        return XRPCError(403, "Forbidden", message)
+    if isinstance(exc, RateLimitError):
+        return XRPCError(429, "RateLimitExceeded", message)
+    if isinstance(exc, MalformedInputError):
+        return XRPCError(400, "InvalidRequest", message)
+    if isinstance(exc, AddressRefusedError):
+        return XRPCError(400, "InvalidRequest", message)
+    if isinstance(exc, ResolutionError):
+        return XRPCError(502, "UpstreamFailure", message)
+    if isinstance(exc, VerificationError):
+        return XRPCError(400, "InvalidProof", message)
+    if isinstance(exc, PolicyError):
+        return XRPCError(403, "Forbidden", message)
+    if isinstance(exc, LedgerError):
+        return XRPCError(503, "NotEnoughResources", "the hold could not record the issuance")
+    if isinstance(exc, ConfigError):
+        return XRPCError(500, "InternalServerError", "the hold is misconfigured")
+    return XRPCError(500, "InternalServerError", "the hold could not complete the request")
+
+
+def _field(obj: dict[str, Any], key: str, kind: type) -> Any:
+    value = obj.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise XRPCError(400, "InvalidRequest", f"{key!r} is missing or not a {kind.__name__}")
+    return value
+
+
+def _parse_cosign(body: bytes, caller: str | None) -> CosignRequest:
+    obj = parse_json(body)
+    if not isinstance(obj, dict):
+        raise XRPCError(400, "InvalidRequest", "the body must be a JSON object")
+    manifest = _field(obj, "manifest", dict)
+    digest = manifest.get("digest", obj.get("manifestDigest"))
+    alias = obj.get("manifestDigest")
+    if alias is not None and alias != digest:
+        raise XRPCError(400, "InvalidRequest", "manifestDigest differs from manifest.digest")
+    hint = None
+    if obj.get("proof") is not None:
+        try:
+            hint = base64.b64decode(_field(obj, "proof", str), validate=True)
+        except (binascii.Error, ValueError):
+            raise XRPCError(400, "InvalidRequest", "'proof' is not base64") from None
+    if not isinstance(digest, str):
+        raise XRPCError(400, "InvalidRequest", "'manifest.digest' is missing or not a str")
+    try:
+        descriptor = Descriptor(
+            media_type=_field(manifest, "mediaType", str),
+            digest=digest,
+            size=_field(manifest, "size", int),
+        )
+    except MalformedInputError as exc:
+        raise XRPCError(400, "InvalidRequest", f"manifest: {exc}") from None
+    return CosignRequest(
+        did=_field(obj, "userDid", str),
+        descriptor=descriptor,
+        record_uri=_field(obj, "recordUri", str),
+        proof_hint=hint,
+        caller=caller,
+    )
+
+
+def create_app(
+    ca: HoldCA,
+    *,
+    auth: ServiceAuth | None = None,
+    authenticate: Authenticate | None = None,
+    insecure_no_auth: bool = False,
+    max_body: int = DEFAULT_MAX_BODY,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    ocsp_budget: ClientBudget | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Starlette:
+    """Build the Starlette app serving ``ca``.
+
+    Args:
+        ca: the hold.
+        auth: the service-auth verifier (default: one over ``ca``'s resolver and ledger,
+            audience ``ca.hold_did``).
+        authenticate: instead of service auth, the embedder's hook: returns the caller's
+            identity for a request (sync or async), or raises AuthenticationError (401) or
+            AuthorizationError (403). The HoldCA's authorizer then decides whether the
+            caller may act for the DID.
+        insecure_no_auth: accept every caller as anonymous (``caller=None``). For tests and
+            closed networks only: the hold's authorizer must then allow anonymous callers.
+        max_body: request size limit in bytes.
+        body_timeout: seconds a client has to send its request body.
+        ocsp_budget: per-client budget of OCSP answers that need a new signature (default:
+            20 a second, bursts of 100); cached answers are not counted.
+        clock: the time source (tests pass a fixed clock).
+
+    Raises:
+        ConfigError: service auth is wanted but ``ca`` has no resolver; or both
+            ``authenticate`` and ``insecure_no_auth``.
+    """
+    if authenticate is not None and insecure_no_auth:
+        raise ConfigError("give either authenticate= or insecure_no_auth=True, not both")
+    if authenticate is None and not insecure_no_auth and auth is None:
+        if ca.gate is None:
+            raise ConfigError("service auth needs the hold's resolver (HoldCA(resolver=...))")
+        auth = ServiceAuth(ca.gate.resolver, ca.ledger, audience=ca.hold_did)
+    budget = ocsp_budget if ocsp_budget is not None else ClientBudget(rate=20, burst=100)
+
+    async def caller_of(request: Request, nsid: str) -> str | None:
+        if insecure_no_auth:
+            return None
+        if authenticate is not None:
+            result = authenticate(request)
+            if isinstance(result, Awaitable):
+                result = await result
+            return result
+        assert auth is not None
+        header = request.headers.get("authorization")
+        return await run_in_threadpool(auth.authenticate, header, lxm=nsid, now=clock())
+
+    def procedure(kind: str, nsid: str) -> Callable[[Request], Awaitable[Response]]:
+        async def handler(request: Request) -> Response:
+            caller = None
+            try:
+                try:
+                    caller = await caller_of(request, nsid)
+                except (AuthenticationError, AuthorizationError) as exc:
+                    ca.audit.refused(
+                        operation="authenticate", did=None, caller=None, error=exc, now=clock()
+                    )
+                    raise
+                body = await read_body(request, max_body, body_timeout)
+                req = _parse_cosign(body, caller)
+                method = ca.cosign if kind == "cosign" else ca.resign
+                result = await run_in_threadpool(method, req, now=clock())
+            except XRPCError as exc:
+                if exc.status != 401:
+                    ca.audit.refused(
+                        operation=kind, did=None, caller=caller, error=exc, now=clock()
+                    )
+                return exc.response()
+            except HoldCAError as exc:  # audited by the HoldCA (or above, for auth)
+                err = error_for(exc)
+                if err.status >= 500:
+                    _log.error("%s failed: %s: %s", kind, type(exc).__name__, str(exc)[:500])
+                return err.response()
+            return JSONResponse(result.to_json())
+
+        return handler
+
+    async def ca_crt(request: Request) -> Response:
+        pem = ca.root_certificate.public_bytes(serialization.Encoding.PEM)
+        return Response(pem, media_type="application/x-pem-file")
+
+    async def ca_bundle(request: Request) -> Response:
+        certs = ca.trust_bundle(clock())
+        pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+        return Response(pem, media_type="application/x-pem-file")
+
+    async def ca_crl(request: Request) -> Response:
+        try:
+            der = await run_in_threadpool(ca.crl_der, clock())
+        except HoldCAError as exc:
+            _log.error("CRL failed: %s: %s", type(exc).__name__, str(exc)[:500])
+            return error_for(exc).response()
+        return Response(der, media_type="application/pkix-crl")
+
+    def may_sign(request: Request) -> Callable[[], bool]:
+        client = request.client.host if request.client is not None else "-"
+        return lambda: budget.take(client)
+
+    async def ocsp_post(request: Request) -> Response:
+        try:
+            body = await read_body(request, _MAX_OCSP_BODY, body_timeout)
+        except XRPCError as exc:
+            return exc.response()
+        der = await run_in_threadpool(ca.ocsp, body, now=clock(), may_sign=may_sign(request))
+        return Response(der, media_type="application/ocsp-response")
+
+    async def ocsp_get(request: Request) -> Response:
+        try:
+            body = decode_ocsp_get(request.path_params["encoded"])
+        except OCSPRequestError:
+            body = b""  # answered malformedRequest
+        der = await run_in_threadpool(ca.ocsp, body, now=clock(), may_sign=may_sign(request))
+        return Response(der, media_type="application/ocsp-response")
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        names = {404: "NotFound", 405: "MethodNotAllowed"}
+        return XRPCError(
+            exc.status_code, names.get(exc.status_code, "InvalidRequest"), str(exc.detail)
+        ).response()
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        _log.error("unhandled %s on %s", type(exc).__name__, request.url.path)
+        return XRPCError(
+            500, "InternalServerError", "the hold could not complete the request"
+        ).response()
+
+    routes = [
+        Route(f"/xrpc/{COSIGN_NSID}", procedure("cosign", COSIGN_NSID), methods=["POST"]),
+        Route(f"/xrpc/{RESIGN_NSID}", procedure("resign", RESIGN_NSID), methods=["POST"]),
+        Route("/ca.crt", ca_crt, methods=["GET"]),
+        Route("/ca-bundle.crt", ca_bundle, methods=["GET"]),
+        Route("/ca.crl", ca_crl, methods=["GET"]),
+        Route("/ocsp", ocsp_post, methods=["POST"]),
+        Route("/ocsp/{encoded:path}", ocsp_get, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
+    )
