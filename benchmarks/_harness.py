@@ -11,6 +11,11 @@ process run, as ratios: the machine is noisy, an absolute time alone means littl
   P-256 ECDSA sign (DER, 600-byte message). The *limit* of a cosign is
   ``1 / (t_verify + t_keygen + 2 * t_sign)``: the most cosigns per second one core could do
   if nothing but the unavoidable curve math ran.
+* :func:`paired`: the robust ratio of two rates on a noisy machine: short alternating
+  bursts of the measured function and of its reference (about 0.2 s each, many pairs, the
+  order flipped every pair so a drift hits both alike), reported as the median of the
+  per-pair ratios with their 10th and 90th percentiles; :func:`burst` and
+  :func:`limit_cycle` build the bursts;
 * :class:`Row` and :func:`emit`: one row of the shared table, printed as Markdown or, with
   ``--json``, as one JSON object per line for ``benchmarks/run_all.py``.
 
@@ -31,13 +36,19 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 __all__ = [
+    "Paired",
     "Primitives",
     "Row",
+    "burst",
     "emit",
     "environment",
+    "limit_cycle",
     "measure_primitives",
+    "p256_sign",
+    "paired",
     "pin_one_core",
     "primitive_rows",
+    "quantile",
     "rate",
     "repeat_rate",
 ]
@@ -72,6 +83,100 @@ def repeat_rate(fn: Callable[[], Any], seconds: float = 1.0, repeats: int = 3) -
     return statistics.median(rate(fn, seconds / repeats) for _ in range(repeats))
 
 
+def quantile(values: Iterable[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values``, linearly interpolated between ranks."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    pos = q * (len(ordered) - 1)
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def burst(
+    fn: Callable[[], Any],
+    seconds: float = 0.2,
+    clock: Callable[[], float] = time.perf_counter,
+    per_call: int = 1,
+) -> Callable[[], float]:
+    """A burst of ``fn``: a no-argument function timing about ``seconds`` of calls.
+
+    The number of calls is calibrated once (when this is called: about 0.1 s of calls)
+    and then fixed, so no clock is read inside the loop. Each call of the returned
+    function returns the rate of that burst (``per_call`` operations per ``fn`` call:
+    e.g. 32 cosigns per ``cosign_many`` batch).
+    """
+    n = 1
+    while True:
+        start = clock()
+        for _ in range(n):
+            fn()
+        elapsed = clock() - start
+        if elapsed >= 0.05 or n >= 1 << 24:
+            break
+        n *= 2
+    calls = max(1, round(n * seconds / max(elapsed, 1e-9)))
+
+    def run() -> float:
+        start = clock()
+        for _ in range(calls):
+            fn()
+        return calls * per_call / max(clock() - start, 1e-9)
+
+    return run
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The outcome of :func:`paired`: medians and the spread of the per-pair ratios."""
+
+    ratio: float
+    value: float
+    reference: float
+    p10: float
+    p90: float
+    pairs: int
+
+    def spread(self) -> str:
+        """``"median of N pairs; per-pair ratio p10..p90 a..b"`` for a row's note."""
+        return (
+            f"median of {self.pairs} pairs; per-pair ratio p10..p90 {self.p10:.2f}..{self.p90:.2f}"
+        )
+
+
+def paired(measured: Callable[[], float], reference: Callable[[], float], pairs: int) -> Paired:
+    """Alternate bursts of ``measured`` and ``reference`` (each returns a rate) ``pairs`` times.
+
+    Even pairs run the reference first, odd pairs the measured burst first. Returns the
+    median of the per-pair ratios ``measured / reference``, their 10th and 90th
+    percentiles, and the median rates of each (the row's value).
+    """
+    if pairs < 1:
+        raise ValueError("pairs must be at least 1")
+    ratios: list[float] = []
+    values: list[float] = []
+    refs: list[float] = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            ref = reference()
+            value = measured()
+        else:
+            value = measured()
+            ref = reference()
+        values.append(value)
+        refs.append(ref)
+        ratios.append(value / ref)
+    return Paired(
+        ratio=statistics.median(ratios),
+        value=statistics.median(values),
+        reference=statistics.median(refs),
+        p10=quantile(ratios, 0.1),
+        p90=quantile(ratios, 0.9),
+        pairs=pairs,
+    )
+
+
 def pin_one_core() -> int | None:
     """Pin this process to one CPU (the lowest allowed one); returns it, or None if impossible."""
     if not hasattr(os, "sched_setaffinity"):
@@ -95,13 +200,46 @@ class Primitives:
         return 1.0 / (1 / self.k256_verify + 1 / self.p256_keygen + 2 / self.p256_sign)
 
 
-def measure_primitives(seconds: float = 1.0) -> Primitives:
-    """Time the three cosign primitives now (``seconds`` each)."""
+def limit_cycle() -> Callable[[], Any]:
+    """One call = the limit's curve math: a K-256 verify, a P-256 keygen and two P-256 signs.
+
+    The rate of this function *is* the limit (1 / the sum of the four times), measured in
+    one loop; :func:`paired` alternates bursts of it with bursts of cosigns.
+    """
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
+    verify = _k256_verify()
+    curve = ec.SECP256R1()
+    key = ec.generate_private_key(curve)
+    data = b"\x42" * 600
+    algorithm = ec.ECDSA(hashes.SHA256())
+
+    def cycle() -> None:
+        verify()
+        ec.generate_private_key(curve)
+        key.sign(data, algorithm)
+        key.sign(data, algorithm)
+
+    return cycle
+
+
+def p256_sign() -> Callable[[], Any]:
+    """One bare P-256 ECDSA sign of 600 bytes (cryptography), the OCSP rows' reference."""
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    data = b"\x42" * 600
+    algorithm = ec.ECDSA(hashes.SHA256())
+    return lambda: key.sign(data, algorithm)
+
+
+def _k256_verify() -> Callable[[], bool]:
+    """libsecp256k1's raw verify of a 64-byte compact signature, public key parsed once."""
     from coincurve import PrivateKey  # noqa: PLC0415
     from coincurve._libsecp256k1 import ffi, lib  # noqa: PLC0415
     from coincurve.context import GLOBAL_CONTEXT  # noqa: PLC0415
-    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
 
     k256 = PrivateKey(hashlib.sha256(b"holdca-bench").digest())
     message = b"\x5a" * 300
@@ -117,6 +255,15 @@ def measure_primitives(seconds: float = 1.0) -> Primitives:
 
     if not k256_verify():  # pragma: no cover - a broken coincurve
         raise RuntimeError("the K-256 reference verify failed")
+    return k256_verify
+
+
+def measure_primitives(seconds: float = 1.0) -> Primitives:
+    """Time the three cosign primitives now (``seconds`` each)."""
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+
+    k256_verify = _k256_verify()
     curve = ec.SECP256R1()
     key = ec.generate_private_key(curve)
     data = b"\x42" * 600

@@ -22,6 +22,8 @@ reused by the CLI tests.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import subprocess
@@ -38,6 +40,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from holdca.errors import DeniedDIDError, HoldCAError, OCSPRequestError, SignatureInvalidError
+from holdca.hold.audit import AuditLog
 from holdca.hold.ledger import SQLiteLedger
 from holdca.hold.service import CosignRequest, HoldCA
 from holdca.keys.pem import PEMKeyStore
@@ -217,6 +220,13 @@ def _demo(out: TextIO, root: Path, notation: str | bool | None) -> int:
         store = PEMKeyStore(root / "keys")
         ledger = SQLiteLedger(root / "ledger.sqlite3")
         network = TestNetwork()
+        audit_path = root / "audit.jsonl"
+        audit_logger = logging.getLogger(f"holdca.audit.demo.{id(root):x}")
+        audit_logger.propagate = False
+        audit_logger.setLevel(logging.INFO)
+        audit_handler = logging.FileHandler(audit_path, encoding="utf-8")
+        audit_handler.setFormatter(logging.Formatter("%(message)s"))
+        audit_logger.addHandler(audit_handler)
         try:
             ca = HoldCA.open(
                 store,
@@ -229,6 +239,7 @@ def _demo(out: TextIO, root: Path, notation: str | bool | None) -> int:
                 ocsp_url=f"{base_url}/ocsp",
                 crl_next_update=timedelta(minutes=5),
                 resolver=network,
+                audit=AuditLog(audit_logger),
             )
             attach(ca)
             fingerprint = ca.ca_id
@@ -324,6 +335,13 @@ def _demo(out: TextIO, root: Path, notation: str | bool | None) -> int:
                 say(f"8. new certificates for the DID refused: {exc}")
         finally:
             ledger.close()
+            audit_logger.removeHandler(audit_handler)
+            audit_handler.close()
+        events = [json.loads(line)["event"] for line in audit_path.read_text().splitlines()]
+        say(
+            f"9. audit trail: {len(events)} events in {audit_path} "
+            f"({', '.join(f'{events.count(e)} {e}' for e in dict.fromkeys(events))})"
+        )
     say("demo finished: " + ("every step behaved as expected" if ok else "UNEXPECTED RESULT"))
     return 0 if ok else 1
 

@@ -18,7 +18,7 @@ Example::
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -80,50 +80,84 @@ class AllowAllAuthorizer:
 class RateLimiter:
     """A per-DID sliding-window limit: at most ``max_issuances`` per ``window``.
 
-    Thread-safe. State is per process; a hold running several processes gets a limit per
-    process (or counts from the ledger: see :meth:`HoldCA.cosign`).
+    Two counts are compared with the limit, and the larger wins: this process's own
+    acquisitions in the window (including requests still being signed), and
+    ``recorded``, the issuances the ledger holds for the DID in the window (counted by
+    :class:`~holdca.hold.HoldCA` from the ledger, so that a restart or a second worker
+    sharing the ledger does not multiply the limit; workers racing on the same DID can
+    overshoot by the requests they have in flight at once).
+
+    O(1) amortised per :meth:`acquire` however many DIDs are tracked: DIDs are kept in
+    the order of their last acquisition and forgotten from the oldest end once their
+    window has passed; at most ``max_tracked`` DIDs are kept (beyond that the least
+    recently seen are forgotten early, which only leaves the ledger's count for them).
+    Thread-safe.
     """
 
-    def __init__(self, max_issuances: int, window: timedelta) -> None:
+    def __init__(
+        self, max_issuances: int, window: timedelta, *, max_tracked: int = 100_000
+    ) -> None:
         """Create a limiter.
 
         Raises:
-            ValueError: ``max_issuances`` < 1 or ``window`` not positive.
+            ValueError: ``max_issuances`` or ``max_tracked`` < 1, or ``window`` not positive.
         """
         if max_issuances < 1:
             raise ValueError("max_issuances must be at least 1")
         if window <= timedelta(0):
             raise ValueError("window must be positive")
+        if max_tracked < 1:
+            raise ValueError("max_tracked must be at least 1")
         self.max_issuances = max_issuances
         self.window = window
+        self.max_tracked = max_tracked
         self._lock = threading.Lock()
-        self._seen: dict[str, deque[datetime]] = {}
+        self._seen: OrderedDict[str, deque[datetime]] = OrderedDict()
 
-    def acquire(self, did: str, now: datetime) -> None:
+    def acquire(self, did: str, now: datetime, *, recorded: int = 0) -> None:
         """Count one issuance for ``did`` at ``now``.
 
+        Args:
+            did: the DID.
+            now: the time of the request.
+            recorded: how many certificates the ledger holds for ``did`` issued since
+                ``now - window`` (0 when the caller does not count them).
+
         Raises:
-            RateLimitError: ``did`` already had ``max_issuances`` in the window
-                ending at ``now`` (nothing is counted then).
+            RateLimitError: ``did`` already had ``max_issuances`` in the window ending
+                at ``now``, by this process's count or the ledger's (nothing is counted).
         """
         start = now - self.window
         with self._lock:
-            times = self._seen.setdefault(did, deque())
+            times = self._seen.pop(did, None)
+            if times is None:
+                times = deque()
             while times and times[0] <= start:
                 times.popleft()
-            if len(times) >= self.max_issuances:
-                retry = times[0] + self.window - now
+            used = max(len(times), recorded)
+            if used >= self.max_issuances:
+                if times:
+                    self._seen[did] = times
+                retry = (times[0] + self.window - now) if times else self.window
                 raise RateLimitError(
-                    f"rate limit: {did} had {len(times)} certificates in the last "
+                    f"rate limit: {did} had {used} certificates in the last "
                     f"{self.window}; retry in {max(int(retry.total_seconds()), 1)} s"
                 )
             times.append(now)
-            if len(self._seen) > 10_000:
-                self._evict(start)
+            self._seen[did] = times  # now the most recent end
+            self._forget(start)
 
-    def _evict(self, start: datetime) -> None:
-        for key in [k for k, v in self._seen.items() if not v or v[-1] <= start]:
-            del self._seen[key]
+    def _forget(self, start: datetime) -> None:
+        """Drop DIDs from the oldest end: expired windows, and beyond ``max_tracked``."""
+        while self._seen:
+            oldest = next(iter(self._seen.values()))
+            if len(self._seen) <= self.max_tracked and oldest[-1] > start:
+                return
+            self._seen.popitem(last=False)
+
+    def __len__(self) -> int:
+        """How many DIDs are tracked."""
+        return len(self._seen)
 
     def __repr__(self) -> str:
         return f"<RateLimiter {self.max_issuances} per {self.window}>"

@@ -571,8 +571,10 @@ class HoldCA(StatusMixin, RotationMixin):
             hint=request.proof_hint,
             mode="resign" if kind == "resign" else "cosign",
         )
-        if self.policy.rate_limit is not None:
-            self.policy.rate_limit.acquire(did, now)
+        limiter = self.policy.rate_limit
+        if limiter is not None:
+            recorded = self.ledger.count_since(did, now - limiter.window)
+            limiter.acquire(did, now, recorded=recorded)
         return _Checked(did, descriptor, proof, validity, kind, request.record_uri)
 
     def _check_not_denied(self, did: str) -> None:

@@ -38,7 +38,9 @@ def test_demo_without_notation() -> None:
     assert "7. holdca verifier (strict, CRL #2): REJECTED (RevokedError" in text
     assert "8. new certificates for the DID refused" in text
     assert "skipped" in text
-    assert len(text.splitlines()) <= 14
+    assert len(text.splitlines()) <= 15
+    assert "9. audit trail:" in text
+    assert "1 issued" in text
 
 
 def test_summarize_picks_the_reason() -> None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from holdca.errors import AuthorizationError, DIDSyntaxError, IssuancePolicyError
+from holdca.errors import (
+    AuthorizationError,
+    DIDSyntaxError,
+    IssuancePolicyError,
+    RateLimitError,
+)
 from holdca.hold.policy import (
     AllowAllAuthorizer,
     Authorizer,
@@ -113,3 +119,66 @@ def test_invalid_construction() -> None:
         IssuancePolicy(allowed_methods=[])
     with pytest.raises(ValueError, match="max_validity"):
         IssuancePolicy(max_validity=timedelta(0))
+
+
+def test_the_ledger_count_is_part_of_the_limit() -> None:
+    limiter = RateLimiter(3, timedelta(hours=1))
+    limiter.acquire(ALICE, T0, recorded=0)
+    with pytest.raises(RateLimitError, match="had 3"):
+        limiter.acquire(ALICE, T0, recorded=3)  # other processes issued 3 already
+    limiter.acquire(ALICE, T0, recorded=1)
+    limiter.acquire(ALICE, T0, recorded=2)
+    with pytest.raises(RateLimitError):
+        limiter.acquire(ALICE, T0, recorded=0)  # this process's own 3
+
+
+def test_memory_is_bounded_and_expired_dids_are_forgotten() -> None:
+    limiter = RateLimiter(2, timedelta(minutes=1), max_tracked=1000)
+    for i in range(50_000):
+        limiter.acquire(f"did:plc:{i:024d}", T0 + timedelta(microseconds=i))
+    assert len(limiter) == 1000  # the least recently seen were forgotten early
+    later = T0 + timedelta(minutes=2)
+    limiter.acquire(ALICE, later)
+    assert len(limiter) == 1  # every other window has passed
+    # a refused DID with nothing in its window is not kept either
+    with pytest.raises(RateLimitError):
+        limiter.acquire(BOB, later, recorded=2)
+    assert len(limiter) == 1
+
+
+def test_two_workers_on_one_ledger_share_the_limit(tmp_path: Path) -> None:
+    """Two HoldCA objects (two worker processes) on one SQLite ledger, and a restart."""
+    from holdca.hold import HoldCA, SQLiteLedger  # noqa: PLC0415
+    from holdca.keys.pem import PEMKeyStore  # noqa: PLC0415
+    from tests.hold.conftest import HOLD_DID, NOW, SUBJECT, make_world  # noqa: PLC0415
+
+    world = make_world(tmp_path / "w")
+
+    def worker() -> HoldCA:
+        return HoldCA.open(
+            PEMKeyStore(tmp_path / "keys"),
+            SQLiteLedger(tmp_path / "ledger.sqlite3"),
+            hold_did=HOLD_DID,
+            subject=SUBJECT,
+            now=NOW,
+            create=True,
+            resolver=world.net,
+            policy=IssuancePolicy(rate_limit=RateLimiter(3, timedelta(hours=1))),
+        )
+
+    a, b = worker(), worker()
+    issued = 0
+    for i in range(8):
+        ca = (a, b)[i % 2]
+        try:
+            ca.cosign(world.request(), now=NOW + timedelta(minutes=i))
+            issued += 1
+        except RateLimitError:
+            pass
+    assert issued == 3  # not 3 per worker
+    restarted = worker()
+    with pytest.raises(RateLimitError):
+        restarted.cosign(world.request(), now=NOW + timedelta(minutes=10))
+    assert restarted.cosign(world.request(), now=NOW + timedelta(minutes=61))
+    for ca in (a, b, restarted):
+        ca.ledger.close()

@@ -668,6 +668,7 @@ def test_context_manager_closes(listen: Listen) -> None:
 def test_core_does_not_import_holdca_net() -> None:
     code = (
         "import sys, holdca, holdca.atproto, holdca.keys, holdca.pki, holdca.notation\n"
+        "import holdca.hold\n"
         "bad = [m for m in sys.modules if m.startswith(('holdca.net', 'httpx', 'httpcore'))]\n"
         "assert not bad, bad\n"
     )

@@ -17,11 +17,20 @@ from holdca.hold.ledger.records import (
     serial_hex,
 )
 
-__all__ = ["MemoryLedger"]
+__all__ = ["MAX_TOKENS", "MemoryLedger"]
+
+
+MAX_TOKENS = 200_000
+"""Most unexpired used tokens kept; beyond it :meth:`MemoryLedger.use_token` refuses."""
 
 
 class MemoryLedger:
-    """An :class:`IssuanceLedger` in process memory (tests, demos). Thread-safe."""
+    """An :class:`IssuanceLedger` in process memory (tests, demos). Thread-safe.
+
+    Bounded where callers decide the size: the used-token table keeps at most
+    :data:`MAX_TOKENS` unexpired tokens (tokens live minutes; a hold that sees more
+    refuses new ones with LedgerError, 503, rather than forgetting and allowing replays).
+    """
 
     def __init__(self) -> None:
         """An empty ledger."""
@@ -169,6 +178,8 @@ class MemoryLedger:
             seen = self._tokens.get(key)
             if seen is not None and seen > now:
                 return False
+            if len(self._tokens) >= MAX_TOKENS:
+                raise LedgerError("the used-token table is full; try again when tokens expire")
             self._tokens[key] = expires_at
             heapq.heappush(self._token_expiry, (expires_at, key))
             return True
