@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
+from holdca._json import strict_json
 from holdca.atproto import dagcbor
 from holdca.atproto.cid import CID
 from holdca.atproto.didkey import PublicKey, b58decode, parse_did_key
@@ -240,29 +240,10 @@ class _Node:
         return f"entry {self.index} (cid {self.op.cid})"
 
 
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise PLCOperationError(f"duplicate JSON key {_shown(key)} in the audit log")
-        out[key] = value
-    return out
-
-
-def _bad_constant(name: str) -> Any:
-    raise PLCOperationError(f"JSON constant {name} is not allowed in the audit log")
-
-
 def _load(log: bytes | bytearray | memoryview | str) -> Any:
     if len(log) > MAX_LOG_SIZE:
         raise PLCOperationError(f"audit log of {len(log)} bytes exceeds {MAX_LOG_SIZE} bytes")
-    try:
-        text = log if isinstance(log, str) else bytes(log).decode("utf-8")
-        return json.loads(text, object_pairs_hook=_strict_object, parse_constant=_bad_constant)
-    except RecursionError:
-        raise PLCOperationError("audit log JSON is nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit
-        raise PLCOperationError(f"audit log is not valid UTF-8 JSON: {_shown(str(exc))}") from None
+    return strict_json(log if isinstance(log, str) else bytes(log), "audit log", PLCOperationError)
 
 
 def _string(value: object, what: str) -> str:

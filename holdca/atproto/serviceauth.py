@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from holdca._json import strict_json
 from holdca.atproto.did import validate_account_did
 from holdca.atproto.didkey import PublicKey
 from holdca.errors import AuthenticationError, DIDSyntaxError, SignatureInvalidError
@@ -82,20 +82,8 @@ def _b64url(segment: str, what: str) -> bytes:
     return raw
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _fail(f"jwt JSON repeats the key {key[:40]!r}")
-        out[key] = value
-    return out
-
-
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise _fail(f"jwt {what} is not a JSON object") from None
+    value = strict_json(raw, f"jwt {what}", _fail)
     if not isinstance(value, dict):
         raise _fail(f"jwt {what} is not a JSON object")
     return value

@@ -17,6 +17,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from holdca._json import strict_json
 from holdca.errors import MalformedInputError
 
 __all__ = [
@@ -78,32 +79,6 @@ def go_json(value: Any) -> bytes:
         UnicodeEncodeError: a string holds a lone surrogate (not representable in UTF-8).
     """
     return go_json_text(value).encode("utf-8")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def strict_json(data: bytes | str, what: str, error: Callable[[str], MalformedInputError]) -> Any:
-    """Decode JSON, rejecting duplicate keys, NaN/Infinity and invalid UTF-8.
-
-    Raises:
-        MalformedInputError: (built by ``error``) naming ``what``.
-    """
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in items:
-            if key in out:
-                raise ValueError(f"duplicate key {key!r}")
-            out[key] = value
-        return out
-
-    try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(text, object_pairs_hook=pairs, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise error(f"{what} is not valid JSON: {exc}") from None
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")

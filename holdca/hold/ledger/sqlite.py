@@ -161,6 +161,14 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
+def _begin(conn: sqlite3.Connection) -> None:
+    """Start a write transaction; a lock held past the busy timeout is a LedgerError."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise LedgerError(f"ledger is busy or unwritable: {exc}") from exc
+
+
 def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -361,10 +369,7 @@ class SQLiteLedger:
             conn = self._conn
             if conn is None:
                 raise LedgerError("the ledger is closed")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise LedgerError(f"ledger is busy or unwritable: {exc}") from exc
+            _begin(conn)
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -429,10 +434,7 @@ class SQLiteLedger:
             conn = self._conn
             if conn is None:
                 raise LedgerError("the ledger is closed")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise LedgerError(f"ledger is busy or unwritable: {exc}") from exc
+            _begin(conn)
             try:
                 for pending in batch:
                     try:
@@ -639,10 +641,7 @@ class SQLiteLedger:
             conn = self._token_conn
             if self._closed:
                 raise LedgerError("the ledger is closed")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise LedgerError(f"ledger is busy or unwritable: {exc}") from exc
+            _begin(conn)
             try:
                 conn.execute("DELETE FROM used_token WHERE expires_us <= ?", (to_us(now),))
                 fresh = conn.execute(
