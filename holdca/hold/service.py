@@ -34,6 +34,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -83,6 +84,8 @@ from holdca.pki import (
     issue_root,
     random_serial,
 )
+
+_log = logging.getLogger("holdca.hold")
 
 __all__ = [
     "ANNOTATION_RECORD",
@@ -401,13 +404,21 @@ class HoldCA(StatusMixin, RotationMixin):
     # ------------------------------------------------------------------ state
 
     def state(self, now: datetime | None = None) -> CAState:
-        """The current CA snapshot; with ``now``, retires CAs whose grace period ended."""
+        """The current CA snapshot; with ``now``, retires CAs whose grace period ended.
+
+        Retiring writes to the ledger; if the ledger is busy (another process holds its
+        write lock), the snapshot is returned unchanged and the retirement is tried again
+        on the next call, so readers (OCSP, CRL) are never failed by it.
+        """
         with self._lock:
             state = self._state
         if now is not None and any(
             ca.retire_at is not None and ca.retire_at <= now for ca in state.published
         ):
-            state = self._retire(now)
+            try:
+                state = self._retire(now)
+            except LedgerError:
+                _log.warning("retiring the published CAs failed; retrying on the next request")
         return state
 
     @property

@@ -7,14 +7,16 @@ change:
   ledger's :meth:`~holdca.hold.ledger.IssuanceLedger.revocation_version`, one primary-key
   read, notices revocations made by other processes too) or ``crl_refresh`` passes; a
   ``GET /ca.crl`` then costs O(1) in the number of revocations. If the ledger is busy when a
-  rebuild is due, the previous CRL is served while it is still within its nextUpdate.
+  rebuild is due, the previous CRL is served while it is still within its nextUpdate, and
+  requests arriving while one rebuild is under way get it at once rather than queueing.
 * **OCSP**: answers to nonce-less requests are kept per request bytes (what a client sends
   for a certificate is byte-identical each time), for every status, until shortly before
   their nextUpdate; a revocation drops the answers for that serial at once (other
-  processes' revocations are noticed within :data:`OCSP_SYNC_INTERVAL`). A serial this
-  hold never issued gets the unsigned ``unauthorized`` answer (RFC 5019 2.2.3), which costs
-  no signature; a request that needs a new signature may be refused with ``tryLater`` by
-  the caller's per-client budget.
+  processes' revocations are noticed within :data:`OCSP_SYNC_INTERVAL`); an answer whose
+  statuses were read before such a drop is not kept (it could outlive the revocation). A
+  serial this hold never issued gets the unsigned ``unauthorized`` answer (RFC 5019
+  2.2.3), which costs no signature; a request that needs a new signature may be refused
+  with ``tryLater`` by the caller's per-client budget.
 """
 
 from __future__ import annotations
@@ -81,8 +83,18 @@ class OCSPAnswerCache:
             OrderedDict()
         )
         self._by_serial: dict[int, set[bytes]] = {}
+        self._generation = 0
         self.hits = 0
         self.misses = 0
+
+    @property
+    def generation(self) -> int:
+        """A counter that moves whenever answers are dropped (:meth:`invalidate`, :meth:`clear`).
+
+        Read it before reading the statuses an answer states, and pass it to :meth:`put`:
+        an answer whose statuses may predate a revocation is then not kept.
+        """
+        return self._generation
 
     def get(self, request: bytes, now: datetime) -> bytes | None:
         """The answer to ``request`` if one is cached and fresh at ``now``."""
@@ -102,11 +114,21 @@ class OCSPAnswerCache:
         serials: tuple[int, ...],
         this_update: datetime,
         refresh_at: datetime,
+        *,
+        generation: int | None = None,
     ) -> None:
-        """Keep ``answer`` for ``request`` from ``this_update`` until ``refresh_at``."""
+        """Keep ``answer`` for ``request`` from ``this_update`` until ``refresh_at``.
+
+        With ``generation`` (:attr:`generation` as read before the statuses were), the
+        answer is not kept if answers were dropped since: a revocation (here or, through
+        a sync, in another process) may have happened after the statuses were read, and
+        the answer would then outlive it.
+        """
         if refresh_at <= this_update or len(request) > _MAX_CACHED_REQUEST:
             return
         with self._lock:
+            if generation is not None and generation != self._generation:
+                return
             self._drop(request)
             self._items[request] = (this_update, refresh_at, answer, serials)
             for serial in serials:
@@ -128,12 +150,14 @@ class OCSPAnswerCache:
     def invalidate(self, serial: int) -> None:
         """Drop every answer about ``serial`` (it was just revoked)."""
         with self._lock:
+            self._generation += 1
             for request in list(self._by_serial.get(serial, ())):
                 self._drop(request)
 
     def clear(self) -> None:
         """Drop everything."""
         with self._lock:
+            self._generation += 1
             self._items.clear()
             self._by_serial.clear()
 
@@ -149,6 +173,11 @@ class _SignedCRL:
     der: bytes
     this_update: datetime
     next_update: datetime
+
+
+def _valid(signed: _SignedCRL, now: datetime) -> bool:
+    """Whether ``signed`` may still be served at ``now`` (within thisUpdate..nextUpdate)."""
+    return signed.this_update <= now < signed.next_update
 
 
 @functools.lru_cache(maxsize=64)
@@ -311,18 +340,27 @@ class StatusMixin:
         cached = self._crl_cache.get(ca.ca_id)
         if cached is not None and self._fresh(cached, version, now):
             return cached
-        with self._crl_lock:  # concurrent requests share one new CRL (and one CRL number)
+        if cached is not None and _valid(cached, now):
+            # Another thread rebuilding (perhaps waiting busy_timeout for a busy ledger's
+            # CRL number) does not hold this request up: it gets the last CRL, still valid.
+            if not self._crl_lock.acquire(blocking=False):
+                return cached
+        else:
+            self._crl_lock.acquire()
+        try:  # concurrent requests share one new CRL (and one CRL number)
             cached = self._crl_cache.get(ca.ca_id)
             if cached is not None and self._fresh(cached, version, now):
                 return cached
             try:
                 signed = self._build_crl(ca, version, now)
             except LedgerError:
-                if cached is not None and cached.this_update <= now < cached.next_update:
+                if cached is not None and _valid(cached, now):
                     return cached  # the ledger is busy: the last CRL is still valid
                 raise
             self._crl_cache[ca.ca_id] = signed
             return signed
+        finally:
+            self._crl_lock.release()
 
     def _fresh(self, cached: _SignedCRL, version: int, now: datetime) -> bool:
         return cached.version == version and (
@@ -401,6 +439,7 @@ class StatusMixin:
         ca = _ca_for(self.state(now), info)
         if ca is None:
             return ocsp_error_response("unauthorized")
+        generation = self._ocsp_answers.generation  # before the statuses are read
         try:
             statuses = {
                 c.serial_number: self.status_of(c.serial_number, ca.ca_id) for c in info.cert_ids
@@ -421,7 +460,9 @@ class StatusMixin:
         )
         if info.nonce is None and der not in _UNSIGNED:  # a signed answer, not an error
             refresh = now + self.ocsp_validity - min(self.ocsp_validity / 4, timedelta(hours=1))
-            self._ocsp_answers.put(request_der, der, tuple(statuses), now, refresh)
+            self._ocsp_answers.put(
+                request_der, der, tuple(statuses), now, refresh, generation=generation
+            )
         return der
 
     def _sync_ocsp(self, now: datetime) -> None:

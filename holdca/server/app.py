@@ -301,8 +301,13 @@ def create_app(
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         _log.error("unhandled %s on %s", type(exc).__name__, request.url.path)
+        # Starlette re-raises the exception after this response and uvicorn then closes
+        # the connection: say so, or a keep-alive client's next request meets a reset.
         return XRPCError(
-            500, "InternalServerError", "the hold could not complete the request"
+            500,
+            "InternalServerError",
+            "the hold could not complete the request",
+            {"Connection": "close"},
         ).response()
 
     routes = [

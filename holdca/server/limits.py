@@ -71,7 +71,8 @@ async def read_body(request: Request, limit: int, timeout: float = DEFAULT_BODY_
 
     Raises:
         XRPCError: 413 over the limit (declared or sent), 400 bad Content-Length,
-            408 the client did not finish sending in time.
+            408 the client did not finish sending in time (with ``Connection: close``:
+            the server closes the connection with the answer, RFC 9110 15.5.9).
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -90,7 +91,10 @@ async def read_body(request: Request, limit: int, timeout: float = DEFAULT_BODY_
                 chunks.append(chunk)
     except TimeoutError:
         raise XRPCError(
-            408, "RequestTimeout", f"the request body was not received within {timeout} s"
+            408,
+            "RequestTimeout",
+            f"the request body was not received within {timeout} s",
+            {"Connection": "close"},
         ) from None
     return b"".join(chunks)
 

@@ -5,13 +5,17 @@ a request whose headers arrive one byte at a time, or a body that stalls, holds 
 connection forever. :class:`ServerLimits` sets, and :func:`serve` applies:
 
 ================================  ======================================================
-``max_connections``               uvicorn ``limit_concurrency``: beyond it, 503 at once
+``max_connections``               open connections served at once (uvicorn
+                                  ``limit_concurrency``): beyond it, 503 at once
 ``backlog``                       the listen backlog
 ``keep_alive``                    uvicorn ``timeout_keep_alive``: idle keep-alive close
 ``header_timeout``                a connection that has not sent a complete request head
                                   (request line and headers) this long after it opened,
-                                  or after its previous response, is closed
-``max_header_bytes``              h11 ``max_incomplete_event_size``: a larger head is 400
+                                  or after its previous response, is closed (also while
+                                  it is still sending the body of an answered request)
+``max_header_bytes``              a larger request head is 400 (h11
+                                  ``max_incomplete_event_size`` for a head arriving in
+                                  pieces, checked here for one arriving whole)
 ``graceful_shutdown``             uvicorn ``timeout_graceful_shutdown``
 ================================  ======================================================
 
@@ -39,10 +43,10 @@ class ServerLimits:
 
     max_connections: int = 512
     backlog: int = 1024
-    keep_alive: float = 5.0
+    keep_alive: int = 5
     header_timeout: float = 10.0
     max_header_bytes: int = 64 * 1024
-    graceful_shutdown: float = 10.0
+    graceful_shutdown: int = 10
 
     def __post_init__(self) -> None:
         if min(self.max_connections, self.backlog, self.max_header_bytes) < 1:
@@ -51,17 +55,60 @@ class ServerLimits:
             raise ValueError("timeouts must be positive")
 
 
+_Event = h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]
+
+
+def _head_size(request: h11.Request) -> int:
+    """The size of ``request``'s head as sent, give or take whitespace around values."""
+    line = len(request.method) + len(request.target) + len(b" HTTP/1.1\r\n") + 1
+    return line + sum(len(name) + len(value) + 4 for name, value in request.headers) + 2
+
+
+class _HeadLimitedConnection(h11.Connection):
+    """An h11 server connection that refuses request heads over ``max_head`` bytes.
+
+    h11's ``max_incomplete_event_size`` only bounds a head that is still incomplete in
+    its buffer: one that arrives whole in a single read (up to asyncio's 256 KiB) passed.
+    """
+
+    def __init__(self, max_head: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=max_head)
+        self._max_head = max_head
+
+    def next_event(self) -> _Event:
+        """h11's next event; raises RemoteProtocolError (uvicorn answers 400) for a big head."""
+        event = super().next_event()
+        if isinstance(event, h11.Request) and _head_size(event) > self._max_head:
+            raise h11.RemoteProtocolError(
+                f"request head over {self._max_head} bytes", error_status_hint=431
+            )
+        return event
+
+
 class HeadDeadlineH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing connections that do not send a request head in time.
 
     uvicorn has no such timeout (its keep-alive timer is cancelled by every byte
-    received). This relies on three attributes of uvicorn's ``H11Protocol``: ``loop``,
-    ``transport`` and ``conn`` (the h11 connection); tests/hold/test_server_limits.py
-    fails if they change.
+    received). The deadline runs whenever no request is being answered: from the
+    connection's start, and from each response until the next head has arrived, which
+    includes the time a client takes to send the rest of a body the app answered without
+    reading (uvicorn reads and drops it to reuse the connection; a drip would hold it for
+    ever). Request heads over ``max_head_bytes`` are refused (400) even when they arrive
+    whole.
+
+    This relies on three attributes of uvicorn's ``H11Protocol``: ``loop``,
+    ``transport`` and ``conn`` (the h11 connection, replaced here by one that checks head
+    sizes); tests/hold/test_server_limits.py fails if they change.
     """
 
     head_timeout: float = 10.0
+    max_head_bytes: int = 64 * 1024
     _head_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """uvicorn's protocol, with an h11 connection that bounds whole request heads."""
+        super().__init__(*args, **kwargs)
+        self.conn = _HeadLimitedConnection(self.max_head_bytes)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the head deadline with the connection."""
@@ -71,14 +118,19 @@ class HeadDeadlineH11Protocol(H11Protocol):
     def handle_events(self) -> None:
         """Stop the deadline once a request head has arrived."""
         super().handle_events()
-        if self.conn.their_state is not h11.IDLE:
+        if not self._between_requests():
             self._disarm()
 
     def on_response_complete(self) -> None:
         """Restart the deadline for the next request on a kept-alive connection."""
         super().on_response_complete()
-        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+        if not self.transport.is_closing() and self._between_requests():
             self._arm()
+
+    def _between_requests(self) -> bool:
+        """No request is being answered: a head is awaited, or the rest of an answered
+        request's body (our side is DONE while theirs still sends)."""
+        return self.conn.their_state is h11.IDLE or self.conn.our_state is h11.DONE
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the deadline."""
@@ -96,7 +148,7 @@ class HeadDeadlineH11Protocol(H11Protocol):
 
     def _expired(self) -> None:
         self._head_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if self._between_requests() and not self.transport.is_closing():
             self.transport.close()
 
 
@@ -111,17 +163,21 @@ def uvicorn_config(
     """The uvicorn configuration :func:`serve` runs (tests start servers from it)."""
     limits = limits or ServerLimits()
     protocol = type(
-        "HoldHTTPProtocol", (HeadDeadlineH11Protocol,), {"head_timeout": limits.header_timeout}
+        "HoldHTTPProtocol",
+        (HeadDeadlineH11Protocol,),
+        {"head_timeout": limits.header_timeout, "max_head_bytes": limits.max_header_bytes},
     )
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         http=protocol,
-        limit_concurrency=limits.max_connections,
+        # uvicorn answers 503 once the open connections, counting the one asking, reach
+        # limit_concurrency: one more serves max_connections connections at once
+        limit_concurrency=limits.max_connections + 1,
         backlog=limits.backlog,
-        timeout_keep_alive=int(max(1, limits.keep_alive)),
-        timeout_graceful_shutdown=int(max(1, limits.graceful_shutdown)),
+        timeout_keep_alive=limits.keep_alive,
+        timeout_graceful_shutdown=limits.graceful_shutdown,
         h11_max_incomplete_event_size=limits.max_header_bytes,
         server_header=False,
         date_header=True,

@@ -96,3 +96,37 @@ def test_rotation_survives_a_restart(world: World, tmp_path: Path) -> None:
     second = again.rotate(new_label="hold-root-3", now=NOW + timedelta(days=2))
     names = {second.new_root.subject, result.new_root.subject, result.old_root.subject}
     assert len(names) == 3
+
+
+def test_a_retirement_due_while_the_ledger_is_locked_does_not_fail_readers(
+    tmp_path: Path,
+) -> None:
+    """The first request after the grace period retires the old root (a ledger write);
+    with another process holding the write lock, OCSP and CRL still answer."""
+    import sqlite3  # noqa: PLC0415
+
+    from holdca.hold import SQLiteLedger  # noqa: PLC0415
+    from tests.hold.conftest import make_world  # noqa: PLC0415
+
+    w = make_world(tmp_path, ledger=SQLiteLedger(tmp_path / "l.sqlite3", busy_timeout=0.2))
+    leaf = w.ca.cosign(w.request(), now=NOW).certificate
+    w.ca.rotate(new_label="hold-root-2", now=NOW + timedelta(hours=1), grace=timedelta(days=1))
+    issuer = w.ca.state().published[0].certificate
+    req = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build()
+    der = req.public_bytes(serialization.Encoding.DER)
+    assert w.ca.crl_der(NOW + timedelta(hours=2))
+    path = w.ledger.path  # type: ignore[attr-defined]
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        later = NOW + timedelta(days=2)  # the grace period is over
+        answer = ocsp.load_der_ocsp_response(w.ca.ocsp(der, now=later))
+        assert answer.response_status in (
+            ocsp.OCSPResponseStatus.SUCCESSFUL,
+            ocsp.OCSPResponseStatus.UNAUTHORIZED,  # once retired, the old CA is not served
+        )
+        assert w.ca.state(later).published  # not retired yet: the write could not happen
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not w.ca.state(NOW + timedelta(days=2)).published  # retired on the next call

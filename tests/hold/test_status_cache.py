@@ -102,9 +102,7 @@ class SlowCRLNumberLedger(SQLiteLedger):
         return super().next_crl_number(issuer_id, this_update)
 
 
-def open_ca(
-    ledger: IssuanceLedger, store: MemoryKeyStore | None = None, **options: Any
-) -> HoldCA:
+def open_ca(ledger: IssuanceLedger, store: MemoryKeyStore | None = None, **options: Any) -> HoldCA:
     return HoldCA.open(
         store if store is not None else MemoryKeyStore(),
         ledger,
@@ -228,8 +226,9 @@ def test_the_cache_key_is_the_request_and_nonce_requests_are_never_cached(
     """Different CertID hashes are different requests; a nonce gets a fresh signed echo."""
     ca = open_ca(MemoryLedger())
     leaf = new_leaf(ca)
-    sha1, sha256 = ocsp_request(leaf, ca.certificate), ocsp_request(
-        leaf, ca.certificate, hashes.SHA256()
+    sha1, sha256 = (
+        ocsp_request(leaf, ca.certificate),
+        ocsp_request(leaf, ca.certificate, hashes.SHA256()),
     )
     a, b = ca.ocsp(sha1, now=NOW), ca.ocsp(sha256, now=NOW)
     assert a != b
@@ -556,9 +555,7 @@ def test_two_replicas_on_one_ledger_file(tmp_path: Path, signatures: Counter[str
     # B's CRL checks the ledger's revocation counter on every request
     crl = b.crl_der(revoked_at)
     assert crl_number(crl) == crl_number(crl_b) + 1
-    assert x509.load_der_x509_crl(crl).get_revoked_certificate_by_serial_number(
-        leaf.serial_number
-    )
+    assert x509.load_der_x509_crl(crl).get_revoked_certificate_by_serial_number(leaf.serial_number)
     # B's OCSP cache notices within one sync interval of the revocation
     assert status(b.ocsp(request, now=revoked_at + OCSP_SYNC_INTERVAL)) == REVOKED
     assert status(a.ocsp(request, now=revoked_at)) == REVOKED
