@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,13 +19,16 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from holdca.errors import ConfigError
+from holdca.errors import ConfigError, KeyStoreError
 from holdca.hold.audit import AuditLog
 from holdca.hold.ledger import CARecord, IssuanceLedger
 from holdca.keys import KeyStore, SignatureAlgorithm, Signer, spki_der
 from holdca.pki import SubjectInfo, cross_sign, issue_root
 
+_log = logging.getLogger("holdca.hold")
+
 __all__ = [
+    "FORMER_STATES",
     "CAState",
     "LoadedCA",
     "RotationMixin",
@@ -72,19 +76,26 @@ class CAState:
             intermediate and its root; or during a grace period the cross-certificate
             and the old root).
         roots: parents of an active intermediate (empty for a root-only hold).
+        former: retired and compromised CAs, kept only to answer for the certificates
+            they issued (OCSP, CRL): they never issue and are not in the trust bundle.
     """
 
     active: LoadedCA
     published: tuple[LoadedCA, ...]
     chain_suffix: tuple[x509.Certificate, ...]
     roots: tuple[LoadedCA, ...] = ()
+    former: tuple[LoadedCA, ...] = ()
 
     def by_id(self, ca_id: str) -> LoadedCA | None:
-        """The active, published or root CA with ``ca_id``."""
-        for ca in (self.active, *self.published, *self.roots):
+        """The active, published, root or former CA with ``ca_id``."""
+        for ca in self.all():
             if ca.ca_id == ca_id:
                 return ca
         return None
+
+    def all(self) -> tuple[LoadedCA, ...]:
+        """Every CA the hold answers for: active, published, roots, former."""
+        return (self.active, *self.published, *self.roots, *self.former)
 
 
 @dataclass(frozen=True)
@@ -125,20 +136,35 @@ def check_key_match(signer: Signer, certificate: x509.Certificate, label: str) -
         )
 
 
+FORMER_STATES = frozenset({"retired", "compromised"})
+"""CA states that no longer issue or are trusted, but still answer for their certificates."""
+
+
 def load_state(key_store: KeyStore, records: Sequence[CARecord]) -> CAState:
     """The CA snapshot the ledger's CA records describe, with their keys loaded.
+
+    Retired and compromised CAs are loaded into ``former`` when their key is still in the
+    key store (a destroyed key is skipped, with a warning: their certificates can then no
+    longer be answered for).
 
     Raises:
         ConfigError: not exactly one active CA, a missing parent, a key that does not
             match its certificate.
-        KeyStoreError: a key could not be loaded.
+        KeyStoreError: the key of a CA that issues or is trusted could not be loaded.
     """
     cas: list[LoadedCA] = []
     for rec in records:
-        if rec.state == "retired":
-            continue
         cert = x509.load_der_x509_certificate(rec.certificate_der)
-        signer = key_store.load(rec.key_label)
+        try:
+            signer = key_store.load(rec.key_label)
+        except KeyStoreError:
+            if rec.state not in FORMER_STATES:
+                raise
+            _log.warning(
+                "the key of former CA %s is gone: its certificates are not answered for",
+                rec.ca_id[:16],
+            )
+            continue
         check_key_match(signer, cert, rec.key_label)
         cross = tuple(x509.load_der_x509_certificate(c) for c in rec.cross_certificates_der)
         cas.append(
@@ -158,6 +184,7 @@ def load_state(key_store: KeyStore, records: Sequence[CARecord]) -> CAState:
         raise ConfigError(f"the ledger records {len(active)} active CAs; expected exactly one")
     issuing = active[0]
     published = tuple(ca for ca in cas if ca.state == "published")
+    former = tuple(ca for ca in cas if ca.state in FORMER_STATES)
     by_id = {ca.ca_id: ca for ca in cas}
     suffix: list[x509.Certificate] = [issuing.certificate]
     roots: list[LoadedCA] = []
@@ -174,7 +201,7 @@ def load_state(key_store: KeyStore, records: Sequence[CARecord]) -> CAState:
         via = [c for c in issuing.cross if c.issuer == old.certificate.subject]
         if via:
             suffix = [via[0], old.certificate]
-    return CAState(issuing, published, tuple(suffix), tuple(roots))
+    return CAState(issuing, published, tuple(suffix), tuple(roots), former)
 
 
 class RotationMixin:

@@ -191,7 +191,7 @@ def _issuer_hashes(ca_der: bytes, algorithm: str) -> tuple[bytes, bytes]:
 def _ca_for(state: CAState, info: OCSPRequestInfo) -> LoadedCA | None:
     """The CA whose name and key hashes the request's first CertID carries."""
     first = info.cert_ids[0]
-    for ca in (state.active, *state.published, *state.roots):
+    for ca in state.all():
         try:
             hashes = _issuer_hashes(certificate_der(ca.certificate), first.hash_algorithm)
         except ValueError:
@@ -335,7 +335,7 @@ class StatusMixin:
         state = self.state(now)
         ca = state.active if ca_id is None else state.by_id(ca_id)
         if ca is None:
-            raise ConfigError(f"no active or published CA with id {ca_id}")
+            raise ConfigError(f"no CA with id {ca_id} (active, published, root or former)")
         version = self.ledger.revocation_version()
         cached = self._crl_cache.get(ca.ca_id)
         if cached is not None and self._fresh(cached, version, now):

@@ -317,7 +317,7 @@ def test_a_version_1_ledger_is_migrated(tmp_path: Path) -> None:
         led.revoke(0xD0, revoked_at=T0)
     led.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     conn.execute("PRAGMA foreign_keys = ON")
     with pytest.raises(sqlite3.IntegrityError):  # the revocation FK still names issuance
         conn.execute("INSERT INTO revocation VALUES ('ee', 1, NULL, NULL)")
@@ -455,3 +455,56 @@ def _expect_busy(led: SQLiteLedger) -> None:
     with pytest.raises(LedgerError, match="busy"):
         led.revoke(0xAB, revoked_at=T0)
     assert time.monotonic() - started < 3
+
+
+def test_live_issuances(ledger: IssuanceLedger) -> None:
+    ledger.record_issuance(record(1, at=T0))
+    ledger.record_issuance(record(2, at=T0 + timedelta(hours=1), issuer="ca2"))
+    ledger.record_issuance(record(3, at=T0 + timedelta(hours=2)))
+    ledger.revoke(3, revoked_at=T0 + timedelta(hours=3))
+    assert [r.serial for r in ledger.live(T0 + timedelta(hours=3))] == [1, 2]
+    assert [r.serial for r in ledger.live(T0, issuer_id="ca2")] == [2]
+    # record(1) expires 24 h after T0
+    assert [r.serial for r in ledger.live(T0 + timedelta(hours=24, minutes=30))] == [2]
+
+
+def test_did_states_and_hosts(ledger: IssuanceLedger) -> None:
+    from holdca.hold.ledger import DIDState  # noqa: PLC0415
+
+    assert ledger.did_state(DID) is None
+    state = DIDState(DID, "did:key:zQ3sh", "https://pds.example.com", "active", T0, T0)
+    ledger.put_did_state(state)
+    assert ledger.did_state(DID) == state
+    gone = replace(state, signing_key=None, pds_host=None, status="deactivated", updated_at=T0)
+    ledger.put_did_state(gone)
+    assert ledger.did_state(DID) == gone
+    with pytest.raises(LedgerError, match="status"):
+        ledger.put_did_state(replace(state, status="sleeping"))
+    assert ledger.note_pds_host(DID, "https://a.example", now=T0)
+    assert not ledger.note_pds_host(DID, "https://a.example", now=T0)
+    assert ledger.note_pds_host(DID, "https://b.example", now=T0)
+    assert ledger.note_pds_host("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", "https://a.example", now=T0)
+
+
+def test_recoveries(ledger: IssuanceLedger) -> None:
+    from holdca.hold.ledger import RecoveryItem  # noqa: PLC0415
+
+    first = ledger.start_recovery("old", "new", [0xB, 0xA], now=T0)
+    assert [i.serial for i in ledger.recovery_items(first.id)] == [0xA, 0xB]
+    assert all(i.status == "pending" for i in ledger.recovery_items(first.id))
+    done = RecoveryItem(first.id, 0xA, "resigned", new_serial=0xC)
+    ledger.set_recovery_item(done)
+    ledger.set_recovery_item(RecoveryItem(first.id, 0xB, "refused", detail="record gone"))
+    assert ledger.recovery_items(first.id)[0] == done
+    assert ledger.recovery_items(first.id)[1].detail == "record gone"
+    with pytest.raises(LedgerError):
+        ledger.set_recovery_item(RecoveryItem(first.id, 0xD, "resigned"))
+    with pytest.raises(LedgerError, match="status"):
+        ledger.set_recovery_item(RecoveryItem(first.id, 0xA, "maybe"))
+    assert [r.id for r in ledger.recoveries(open_only=True)] == [first.id]
+    ledger.finish_recovery(first.id, now=T0 + timedelta(hours=1))
+    assert ledger.recoveries(open_only=True) == []
+    [finished] = ledger.recoveries()
+    assert finished.finished_at == T0 + timedelta(hours=1)
+    with pytest.raises(LedgerError):
+        ledger.finish_recovery(99, now=T0)

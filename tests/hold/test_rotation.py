@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
 from holdca.errors import AuthenticityError, ConfigError
@@ -130,3 +131,30 @@ def test_a_retirement_due_while_the_ledger_is_locked_does_not_fail_readers(
         holder.execute("ROLLBACK")
         holder.close()
     assert not w.ca.state(NOW + timedelta(days=2)).published  # retired on the next call
+
+
+def test_a_retired_ca_still_answers_for_its_certificates(world: World) -> None:
+    """Revoking a pre-rotation leaf after retirement: OCSP says revoked, the old root's
+    CRL lists it (issue 17: revocation data stays answerable)."""
+    old_root = world.ca.certificate
+    before = world.ca.cosign(world.request(), now=NOW).certificate
+    world.ca.rotate(new_label="hold-root-2", now=NOW + timedelta(hours=1), grace=timedelta(days=1))
+    later = NOW + timedelta(days=2)
+    state = world.ca.state(later)
+    assert not state.published  # retired
+    assert [ca.certificate for ca in state.former] == [old_root]
+    assert old_root not in world.ca.trust_bundle(later)
+    world.ca.revoke(serial=before.serial_number, reason="keyCompromise", now=later)
+    req = ocsp.OCSPRequestBuilder().add_certificate(before, old_root, hashes.SHA1()).build()
+    answer = ocsp.load_der_ocsp_response(
+        world.ca.ocsp(req.public_bytes(serialization.Encoding.DER), now=later)
+    )
+    assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert answer.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert answer.signature_hash_algorithm is not None
+    old_root.public_key().verify(  # type: ignore[union-attr,call-arg]
+        answer.signature, answer.tbs_response_bytes, ec.ECDSA(answer.signature_hash_algorithm)
+    )
+    crl = world.ca.crl(later, ca_id=state.former[0].ca_id)
+    assert crl.is_signature_valid(old_root.public_key())  # type: ignore[arg-type]
+    assert crl.get_revoked_certificate_by_serial_number(before.serial_number) is not None

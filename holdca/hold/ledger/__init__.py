@@ -5,9 +5,11 @@ ledger is written *before* a cosign returns; a failure raises
 :class:`~holdca.errors.LedgerError`, in which case the service hands nothing out.
 
 * :mod:`~holdca.hold.ledger.records`: what is kept (:class:`IssuanceRecord`,
-  :class:`Revocation`, :class:`CARecord`, :class:`DenyEntry`);
+  :class:`Revocation`, :class:`CARecord`, :class:`DenyEntry`, :class:`DIDState`,
+  :class:`Recovery`, :class:`RecoveryItem`);
 * :mod:`~holdca.hold.ledger.base`: the :class:`IssuanceLedger` Protocol and its shared rules;
-* :class:`SQLiteLedger` (:mod:`~holdca.hold.ledger.sqlite`): the embedded default;
+* :class:`SQLiteLedger` (:mod:`~holdca.hold.ledger.sqlite`, its schema and migrations in
+  :mod:`~holdca.hold.ledger.sqlite_schema`): the embedded default;
 * :class:`MemoryLedger` (:mod:`~holdca.hold.ledger.memory`): for tests and demos.
 
 Example::
@@ -27,7 +29,10 @@ from holdca.hold.ledger.records import (
     REASONS,
     CARecord,
     DenyEntry,
+    DIDState,
     IssuanceRecord,
+    Recovery,
+    RecoveryItem,
     Revocation,
     serial_hex,
 )
@@ -38,10 +43,13 @@ __all__ = [
     "REASONS",
     "SCHEMA_VERSION",
     "CARecord",
+    "DIDState",
     "DenyEntry",
     "IssuanceLedger",
     "IssuanceRecord",
     "MemoryLedger",
+    "Recovery",
+    "RecoveryItem",
     "Revocation",
     "SQLiteLedger",
     "serial_hex",

@@ -18,16 +18,28 @@ from typing import Protocol, runtime_checkable
 
 from holdca.errors import DuplicateSerialError, LedgerError
 from holdca.hold.ledger.records import (
+    DID_STATUSES,
+    ITEM_STATUSES,
     KINDS,
     REASONS,
     CARecord,
     DenyEntry,
+    DIDState,
     IssuanceRecord,
+    Recovery,
+    RecoveryItem,
     Revocation,
     serial_hex,
 )
 
-__all__ = ["IssuanceLedger", "check_issuance", "check_reason", "duplicate_serial"]
+__all__ = [
+    "IssuanceLedger",
+    "check_did_state",
+    "check_issuance",
+    "check_item",
+    "check_reason",
+    "duplicate_serial",
+]
 
 
 @runtime_checkable
@@ -143,6 +155,49 @@ class IssuanceLedger(Protocol):
         """
         ...
 
+    def live(self, now: datetime, *, issuer_id: str | None = None) -> list[IssuanceRecord]:
+        """Issuances not yet expired at ``now`` and not revoked (of ``issuer_id``), oldest
+        first."""
+        ...
+
+    def did_state(self, did: str) -> DIDState | None:
+        """What the hold last saw of ``did``, or ``None`` before it first resolved it."""
+        ...
+
+    def put_did_state(self, state: DIDState) -> None:
+        """Insert or replace the state of ``state.did``."""
+        ...
+
+    def note_pds_host(self, did: str, host: str, *, now: datetime) -> bool:
+        """Record that ``did``'s PDS was ``host``; ``True`` when never seen for it before."""
+        ...
+
+    def start_recovery(
+        self, old_ca: str, new_ca: str, serials: Sequence[int], *, now: datetime
+    ) -> Recovery:
+        """Open a recovery with one ``pending`` item per serial (one transaction)."""
+        ...
+
+    def recoveries(self, *, open_only: bool = False) -> list[Recovery]:
+        """Every recovery (or the unfinished ones), oldest first."""
+        ...
+
+    def recovery_items(self, recovery_id: int) -> list[RecoveryItem]:
+        """The items of a recovery, by serial."""
+        ...
+
+    def set_recovery_item(self, item: RecoveryItem) -> None:
+        """Record the outcome of one item.
+
+        Raises:
+            LedgerError: no such item, or an unknown status.
+        """
+        ...
+
+    def finish_recovery(self, recovery_id: int, *, now: datetime) -> None:
+        """Mark a recovery finished."""
+        ...
+
     def count(self) -> int:
         """How many certificates were issued."""
         ...
@@ -170,3 +225,17 @@ def check_issuance(record: IssuanceRecord) -> None:
     for when in (record.not_before, record.not_after, record.issued_at):
         if when.tzinfo is None:
             raise LedgerError("ledger times must be timezone-aware")
+
+
+def check_did_state(state: DIDState) -> None:
+    """Raise LedgerError unless ``state`` has a known status and aware times."""
+    if state.status not in DID_STATUSES:
+        raise LedgerError(f"unknown DID status {state.status!r}")
+    if state.first_seen.tzinfo is None or state.updated_at.tzinfo is None:
+        raise LedgerError("ledger times must be timezone-aware")
+
+
+def check_item(item: RecoveryItem) -> None:
+    """Raise LedgerError unless ``item`` has a known status."""
+    if item.status not in ITEM_STATUSES:
+        raise LedgerError(f"unknown recovery item status {item.status!r}")

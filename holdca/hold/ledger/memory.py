@@ -5,14 +5,24 @@ from __future__ import annotations
 import heapq
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from holdca.errors import LedgerError
-from holdca.hold.ledger.base import check_issuance, check_reason, duplicate_serial
+from holdca.hold.ledger.base import (
+    check_did_state,
+    check_issuance,
+    check_item,
+    check_reason,
+    duplicate_serial,
+)
 from holdca.hold.ledger.records import (
     CARecord,
     DenyEntry,
+    DIDState,
     IssuanceRecord,
+    Recovery,
+    RecoveryItem,
     Revocation,
     serial_hex,
 )
@@ -43,6 +53,10 @@ class MemoryLedger:
         self._denied: dict[str, DenyEntry] = {}
         self._tokens: dict[str, datetime] = {}
         self._token_expiry: list[tuple[datetime, str]] = []  # heap: forget in O(log n)
+        self._did_states: dict[str, DIDState] = {}
+        self._hosts: set[tuple[str, str]] = set()
+        self._recoveries: dict[int, Recovery] = {}
+        self._items: dict[int, dict[int, RecoveryItem]] = {}
 
     def record_issuance(self, record: IssuanceRecord) -> None:
         """Record ``record``; raises LedgerError on a duplicate serial."""
@@ -183,6 +197,78 @@ class MemoryLedger:
             self._tokens[key] = expires_at
             heapq.heappush(self._token_expiry, (expires_at, key))
             return True
+
+    def live(self, now: datetime, *, issuer_id: str | None = None) -> list[IssuanceRecord]:
+        """Unexpired, unrevoked issuances (of ``issuer_id``), oldest first."""
+        with self._lock:
+            found = [
+                r
+                for r in self._issued.values()
+                if r.not_after > now
+                and r.serial not in self._revoked
+                and (issuer_id is None or r.issuer_id == issuer_id)
+            ]
+        return sorted(found, key=lambda r: (r.issued_at, r.serial))
+
+    def did_state(self, did: str) -> DIDState | None:
+        """The last state seen of ``did``."""
+        with self._lock:
+            return self._did_states.get(did)
+
+    def put_did_state(self, state: DIDState) -> None:
+        """Insert or replace the state of ``state.did``."""
+        check_did_state(state)
+        with self._lock:
+            self._did_states[state.did] = state
+
+    def note_pds_host(self, did: str, host: str, *, now: datetime) -> bool:
+        """``True`` when ``host`` is new for ``did``."""
+        with self._lock:
+            if (did, host) in self._hosts:
+                return False
+            self._hosts.add((did, host))
+            return True
+
+    def start_recovery(
+        self, old_ca: str, new_ca: str, serials: Sequence[int], *, now: datetime
+    ) -> Recovery:
+        """Open a recovery with a pending item per serial."""
+        with self._lock:
+            number = len(self._recoveries) + 1
+            recovery = Recovery(number, old_ca, new_ca, now)
+            self._recoveries[number] = recovery
+            self._items[number] = {s: RecoveryItem(number, s) for s in serials}
+            return recovery
+
+    def recoveries(self, *, open_only: bool = False) -> list[Recovery]:
+        """Recoveries, oldest first."""
+        with self._lock:
+            found = list(self._recoveries.values())
+        return [r for r in found if not open_only or r.finished_at is None]
+
+    def recovery_items(self, recovery_id: int) -> list[RecoveryItem]:
+        """Items of a recovery, by serial."""
+        with self._lock:
+            return sorted(self._items.get(recovery_id, {}).values(), key=lambda i: i.serial)
+
+    def set_recovery_item(self, item: RecoveryItem) -> None:
+        """Record an item's outcome."""
+        check_item(item)
+        with self._lock:
+            items = self._items.get(item.recovery_id)
+            if items is None or item.serial not in items:
+                raise LedgerError(
+                    f"recovery {item.recovery_id} has no item {serial_hex(item.serial)}"
+                )
+            items[item.serial] = item
+
+    def finish_recovery(self, recovery_id: int, *, now: datetime) -> None:
+        """Mark a recovery finished."""
+        with self._lock:
+            found = self._recoveries.get(recovery_id)
+            if found is None:
+                raise LedgerError(f"no recovery {recovery_id}")
+            self._recoveries[recovery_id] = replace(found, finished_at=now)
 
     def count(self) -> int:
         """Number of issuances."""

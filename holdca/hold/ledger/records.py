@@ -15,11 +15,16 @@ from typing import Final
 from cryptography import x509
 
 __all__ = [
+    "DID_STATUSES",
+    "ITEM_STATUSES",
     "KINDS",
     "REASONS",
     "CARecord",
+    "DIDState",
     "DenyEntry",
     "IssuanceRecord",
+    "Recovery",
+    "RecoveryItem",
     "Revocation",
     "from_us",
     "serial_hex",
@@ -35,6 +40,13 @@ REASONS: Final = frozenset(
 
 KINDS: Final = frozenset({"cosign", "resign", "issue"})
 """Issuance kinds: a co-signature, a re-signature, an operator issuance without a proof."""
+
+DID_STATUSES: Final = frozenset({"active", "deactivated"})
+"""What the hold last saw of a DID: resolvable with a key, or tombstoned / gone."""
+
+ITEM_STATUSES: Final = frozenset({"pending", "resigned", "refused"})
+"""Progress of one certificate in a recovery: still to do, re-signed, or not re-signed
+(its record no longer verifies)."""
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -168,3 +180,62 @@ class DenyEntry:
     reason: str
     since: datetime
     source: str = "operator"
+
+
+@dataclass(frozen=True)
+class DIDState:
+    """What the hold last saw when it resolved a DID itself.
+
+    Attributes:
+        did: the DID.
+        signing_key: its ``#atproto`` key (did:key), or ``None`` when deactivated.
+        pds_host: the origin (``scheme://host[:port]``) of its PDS endpoint, or ``None``.
+        status: ``active`` or ``deactivated`` (see :data:`DID_STATUSES`).
+        first_seen: when the hold first resolved it.
+        updated_at: when the hold last saw it change (or first saw it).
+    """
+
+    did: str
+    signing_key: str | None
+    pds_host: str | None
+    status: str
+    first_seen: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A CA-compromise recovery (``holdca recover``), resumable from the ledger.
+
+    Attributes:
+        id: its number.
+        old_ca: the compromised CA's id.
+        new_ca: the CA that re-signs.
+        started_at: when it started.
+        finished_at: when every item was done, or ``None`` while it is open.
+    """
+
+    id: int
+    old_ca: str
+    new_ca: str
+    started_at: datetime
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RecoveryItem:
+    """One live certificate of the compromised CA, and what the recovery did with it.
+
+    Attributes:
+        recovery_id: the recovery.
+        serial: the old certificate's serial.
+        status: ``pending``, ``resigned`` or ``refused`` (see :data:`ITEM_STATUSES`).
+        new_serial: the serial of the re-signed certificate, if any.
+        detail: why it was refused (the error), if it was.
+    """
+
+    recovery_id: int
+    serial: int
+    status: str = "pending"
+    new_serial: int | None = None
+    detail: str | None = None

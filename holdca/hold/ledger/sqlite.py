@@ -21,210 +21,43 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Final
 
 from holdca.errors import DuplicateSerialError, LedgerError
-from holdca.hold.ledger.base import check_issuance, check_reason, duplicate_serial
+from holdca.hold.ledger.base import (
+    check_did_state,
+    check_issuance,
+    check_item,
+    check_reason,
+    duplicate_serial,
+)
 from holdca.hold.ledger.records import (
     CARecord,
     DenyEntry,
+    DIDState,
     IssuanceRecord,
+    Recovery,
+    RecoveryItem,
     Revocation,
     from_us,
     serial_hex,
     to_us,
 )
+from holdca.hold.ledger.sqlite_schema import (
+    INSERT_ISSUANCE,
+    ISSUANCE_COLUMNS,
+    SCHEMA_VERSION,
+    begin,
+    deny_row,
+    issuance_row,
+    issuance_values,
+    migrate,
+    pack,
+    revocation_row,
+    text,
+    unpack,
+)
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
-
-SCHEMA_VERSION: Final = 3
-"""The ledger schema this holdca writes (``PRAGMA user_version``).
-
-Version 3 adds the record a certificate rests on (repository, record URI, proof source),
-the deny list, the used service-auth tokens and a revocation counter. Version 2 keeps
-issuances in a rowid table (appended in issuance order) with a UNIQUE index on the serial;
-version 1
-clustered the whole ~800-byte row on the random serial, which made every insert rewrite
-a random page (3x the commit cost). Older ledgers are migrated when opened.
-"""
-
-_ISSUANCE_TABLE = """
-CREATE TABLE issuance (
-    id              INTEGER PRIMARY KEY,
-    serial          TEXT NOT NULL UNIQUE,
-    did             TEXT NOT NULL,
-    manifest_digest TEXT NOT NULL,
-    commit_cid      TEXT,
-    rev             TEXT,
-    not_before_us   INTEGER NOT NULL,
-    not_after_us    INTEGER NOT NULL,
-    certificate     BLOB NOT NULL,
-    issuer_id       TEXT NOT NULL,
-    issued_at_us    INTEGER NOT NULL,
-    kind            TEXT NOT NULL
-)"""
-_V3_TABLES = """
-CREATE TABLE IF NOT EXISTS deny_list (
-    did       TEXT PRIMARY KEY,
-    reason    TEXT NOT NULL,
-    since_us  INTEGER NOT NULL,
-    source    TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS used_token (
-    key        TEXT PRIMARY KEY,
-    expires_us INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS used_token_by_expiry ON used_token (expires_us);
-CREATE TABLE IF NOT EXISTS counter (
-    name  TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-) WITHOUT ROWID;
-"""
-_V3_COLUMNS = ("repository TEXT", "record_uri TEXT", "proof_source TEXT")
-_SCHEMA = (
-    _ISSUANCE_TABLE
-    + """;
-CREATE INDEX issuance_by_did ON issuance (did, issued_at_us);
-CREATE TABLE revocation (
-    serial             TEXT PRIMARY KEY REFERENCES issuance (serial),
-    revoked_at_us      INTEGER NOT NULL,
-    reason             TEXT,
-    invalidity_date_us INTEGER
-) WITHOUT ROWID;
-CREATE TABLE crl_state (
-    issuer_id      TEXT PRIMARY KEY,
-    number         INTEGER NOT NULL,
-    this_update_us INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE ca (
-    ca_id        TEXT PRIMARY KEY,
-    key_label    TEXT NOT NULL,
-    certificate  BLOB NOT NULL,
-    created_at_us INTEGER NOT NULL,
-    state        TEXT NOT NULL,
-    retire_at_us INTEGER,
-    cross_certs  BLOB NOT NULL,
-    parent_id    TEXT
-) WITHOUT ROWID;
-"""
-)
-
-_V2_COLUMNS = (
-    "serial, did, manifest_digest, commit_cid, rev, not_before_us, not_after_us, "
-    "certificate, issuer_id, issued_at_us, kind"
-)
-_ISSUANCE_COLUMNS = _V2_COLUMNS + ", repository, record_uri, proof_source"
-_INSERT_ISSUANCE = (
-    f"INSERT INTO issuance ({_ISSUANCE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608 (constant column list)
-)
-
-
-def _pack(blobs: tuple[bytes, ...]) -> bytes:
-    return b"".join(len(b).to_bytes(4, "big") + b for b in blobs)
-
-
-def _unpack(data: bytes) -> tuple[bytes, ...]:
-    out: list[bytes] = []
-    i = 0
-    while i < len(data):
-        n = int.from_bytes(data[i : i + 4], "big")
-        out.append(bytes(data[i + 4 : i + 4 + n]))
-        i += 4 + n
-    return tuple(out)
-
-
-def _migrate_v1_issuance(conn: sqlite3.Connection) -> None:
-    """Rebuild the v1 ``issuance`` table (WITHOUT ROWID, clustered on serial) as v2.
-
-    SQLite's documented table rebuild, inside the caller's transaction, with foreign keys
-    off (the caller turns them off before and on after): create, copy in issuance order,
-    drop, rename, re-index; then check that every revocation still has its issuance.
-    """
-    conn.execute(_ISSUANCE_TABLE.replace("CREATE TABLE issuance", "CREATE TABLE issuance_v2", 1))
-    conn.execute(
-        f"INSERT INTO issuance_v2 ({_V2_COLUMNS}) SELECT {_V2_COLUMNS} "  # noqa: S608 (constant column list)
-        "FROM issuance ORDER BY issued_at_us, serial"
-    )
-    conn.execute("DROP TABLE issuance")
-    conn.execute("ALTER TABLE issuance_v2 RENAME TO issuance")
-    conn.execute("CREATE INDEX issuance_by_did ON issuance (did, issued_at_us)")
-    if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
-        raise LedgerError("ledger migration: a revocation lost its issuance")
-
-
-def _migrate_v2(conn: sqlite3.Connection) -> None:
-    """v2 -> v3: the record columns, the deny list and the used-token table."""
-    for column in _V3_COLUMNS:
-        conn.execute(f"ALTER TABLE issuance ADD COLUMN {column}")
-    for statement in _V3_TABLES.split(";"):  # (executescript would COMMIT the migration)
-        if statement.strip():
-            conn.execute(statement)
-
-
-def _begin(conn: sqlite3.Connection) -> None:
-    """Start a write transaction; a lock held past the busy timeout is a LedgerError."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error as exc:
-        raise LedgerError(f"ledger is busy or unwritable: {exc}") from exc
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _issuance_row(row: Sequence[object]) -> IssuanceRecord:
-    serial, did, digest, cid, rev, nb, na, der, issuer, issued, kind, repo, uri, source = row
-    return IssuanceRecord(
-        serial=int(str(serial), 16),
-        did=str(did),
-        manifest_digest=str(digest),
-        commit_cid=_text(cid),
-        rev=_text(rev),
-        not_before=from_us(nb),
-        not_after=from_us(na),
-        certificate_der=der if isinstance(der, bytes) else bytes(der),  # type: ignore[call-overload]
-        issuer_id=str(issuer),
-        issued_at=from_us(issued),
-        kind=str(kind),
-        repository=_text(repo),
-        record_uri=_text(uri),
-        proof_source=_text(source),
-    )
-
-
-def _revocation_row(row: Sequence[object]) -> Revocation:
-    serial, at, reason, invalid = row
-    return Revocation(
-        serial=int(str(serial), 16),
-        revoked_at=from_us(at),
-        reason=_text(reason),
-        invalidity_date=None if invalid is None else from_us(invalid),
-    )
-
-
-def _deny_row(row: Sequence[object]) -> DenyEntry:
-    did, reason, since, source = row
-    return DenyEntry(str(did), str(reason), from_us(since), str(source))
-
-
-def _issuance_values(record: IssuanceRecord) -> tuple[object, ...]:
-    return (
-        serial_hex(record.serial),
-        record.did,
-        record.manifest_digest,
-        record.commit_cid,
-        record.rev,
-        to_us(record.not_before),
-        to_us(record.not_after),
-        record.certificate_der,
-        record.issuer_id,
-        to_us(record.issued_at),
-        record.kind,
-        record.repository,
-        record.record_uri,
-        record.proof_source,
-    )
 
 
 class _Pending:
@@ -235,7 +68,7 @@ class _Pending:
     def __init__(self, record: IssuanceRecord) -> None:
         check_issuance(record)
         self.serial = record.serial
-        self.values = _issuance_values(record)
+        self.values = issuance_values(record)
         self.done = False
         self.error: LedgerError | None = None
 
@@ -285,7 +118,7 @@ class SQLiteLedger:
             if mode is None or str(mode[0]).lower() != "wal":
                 raise LedgerError(f"ledger {self._path}: WAL journal mode is unavailable")
             conn.execute("PRAGMA synchronous = FULL")
-            self._migrate(conn)  # foreign keys off: a schema migration rebuilds tables
+            migrate(conn, self._path)  # foreign keys off: a schema migration rebuilds tables
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -317,34 +150,6 @@ class SQLiteLedger:
         """The ledger file."""
         return self._path
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if version == 0:
-                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-                if tables:
-                    raise LedgerError(f"{self._path} is a SQLite file but not a holdca ledger")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                version = 2
-            elif version == 1:
-                _migrate_v1_issuance(conn)
-                version = 2
-            elif version > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"ledger {self._path} has schema version {version}, newer than this "
-                    f"holdca understands ({SCHEMA_VERSION}); upgrade holdca"
-                )
-            if version == 2:
-                _migrate_v2(conn)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -369,7 +174,7 @@ class SQLiteLedger:
             conn = self._conn
             if conn is None:
                 raise LedgerError("the ledger is closed")
-            _begin(conn)
+            begin(conn)
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -434,11 +239,11 @@ class SQLiteLedger:
             conn = self._conn
             if conn is None:
                 raise LedgerError("the ledger is closed")
-            _begin(conn)
+            begin(conn)
             try:
                 for pending in batch:
                     try:
-                        conn.execute(_INSERT_ISSUANCE, pending.values)
+                        conn.execute(INSERT_ISSUANCE, pending.values)
                     except sqlite3.IntegrityError as exc:
                         pending.error = (
                             duplicate_serial(pending.serial)
@@ -465,21 +270,21 @@ class SQLiteLedger:
         """The issuance with ``serial``."""
         with self._read() as conn:
             row = conn.execute(
-                f"SELECT {_ISSUANCE_COLUMNS} FROM issuance WHERE serial = ?",  # noqa: S608
+                f"SELECT {ISSUANCE_COLUMNS} FROM issuance WHERE serial = ?",  # noqa: S608
                 (serial_hex(serial),),
             ).fetchone()
-        return None if row is None else _issuance_row(row)
+        return None if row is None else issuance_row(row)
 
     def by_did(self, did: str, *, since: datetime | None = None) -> list[IssuanceRecord]:
         """Issuances to ``did`` at or after ``since``, oldest first."""
         lower = -(2**62) if since is None else to_us(since)
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT {_ISSUANCE_COLUMNS} FROM issuance WHERE did = ? AND issued_at_us >= ? "  # noqa: S608 (constant column list)
+                f"SELECT {ISSUANCE_COLUMNS} FROM issuance WHERE did = ? AND issued_at_us >= ? "  # noqa: S608 (constant column list)
                 "ORDER BY issued_at_us, serial",
                 (did, lower),
             ).fetchall()
-        return [_issuance_row(r) for r in rows]
+        return [issuance_row(r) for r in rows]
 
     def count_since(self, did: str, since: datetime) -> int:
         """Number of issuances to ``did`` at or after ``since`` (uses the DID index)."""
@@ -519,7 +324,7 @@ class SQLiteLedger:
                     "ON CONFLICT (name) DO UPDATE SET value = value + 1"
                 )
             row = conn.execute("SELECT * FROM revocation WHERE serial = ?", (key,)).fetchone()
-        return _revocation_row(row)
+        return revocation_row(row)
 
     def revocation(self, serial: int) -> Revocation | None:
         """The revocation of ``serial``."""
@@ -527,11 +332,11 @@ class SQLiteLedger:
             row = conn.execute(
                 "SELECT * FROM revocation WHERE serial = ?", (serial_hex(serial),)
             ).fetchone()
-        return None if row is None else _revocation_row(row)
+        return None if row is None else revocation_row(row)
 
     def revoked(self, issuer_id: str) -> list[tuple[Revocation, IssuanceRecord]]:
         """Revocations of certificates issued by ``issuer_id``."""
-        cols = ", ".join(f"i.{c.strip()}" for c in _ISSUANCE_COLUMNS.split(","))
+        cols = ", ".join(f"i.{c.strip()}" for c in ISSUANCE_COLUMNS.split(","))
         with self._read() as conn:
             rows = conn.execute(
                 f"SELECT r.serial, r.revoked_at_us, r.reason, r.invalidity_date_us, {cols} "  # noqa: S608 (constant column list)
@@ -539,7 +344,7 @@ class SQLiteLedger:
                 "WHERE i.issuer_id = ?",
                 (issuer_id,),
             ).fetchall()
-        out = [(_revocation_row(r[:4]), _issuance_row(r[4:])) for r in rows]
+        out = [(revocation_row(r[:4]), issuance_row(r[4:])) for r in rows]
         return sorted(out, key=lambda pair: pair[0].serial)
 
     def revocation_version(self) -> int:
@@ -579,7 +384,7 @@ class SQLiteLedger:
                         to_us(ca.created_at),
                         ca.state,
                         None if ca.retire_at is None else to_us(ca.retire_at),
-                        _pack(ca.cross_certificates_der),
+                        pack(ca.cross_certificates_der),
                         ca.parent_id,
                     ),
                 )
@@ -596,7 +401,7 @@ class SQLiteLedger:
                 created_at=from_us(r[3]),
                 state=str(r[4]),
                 retire_at=None if r[5] is None else from_us(r[5]),
-                cross_certificates_der=_unpack(bytes(r[6])),
+                cross_certificates_der=unpack(bytes(r[6])),
                 parent_id=None if r[7] is None else str(r[7]),
             )
             for r in rows
@@ -610,26 +415,26 @@ class SQLiteLedger:
                 (did, reason, to_us(now), source),
             )
             row = conn.execute("SELECT * FROM deny_list WHERE did = ?", (did,)).fetchone()
-        return _deny_row(row)
+        return deny_row(row)
 
     def allow(self, did: str) -> DenyEntry | None:
         """Lift the entry of ``did``; returns it."""
         with self._write() as conn:
             row = conn.execute("SELECT * FROM deny_list WHERE did = ?", (did,)).fetchone()
             conn.execute("DELETE FROM deny_list WHERE did = ?", (did,))
-        return None if row is None else _deny_row(row)
+        return None if row is None else deny_row(row)
 
     def denial(self, did: str) -> DenyEntry | None:
         """The entry of ``did``."""
         with self._read() as conn:
             row = conn.execute("SELECT * FROM deny_list WHERE did = ?", (did,)).fetchone()
-        return None if row is None else _deny_row(row)
+        return None if row is None else deny_row(row)
 
     def denials(self) -> list[DenyEntry]:
         """Every entry, oldest first."""
         with self._read() as conn:
             rows = conn.execute("SELECT * FROM deny_list ORDER BY since_us, did").fetchall()
-        return [_deny_row(r) for r in rows]
+        return [deny_row(r) for r in rows]
 
     def use_token(self, key: str, *, expires_at: datetime, now: datetime) -> bool:
         """First use of ``key`` until ``expires_at``; ``False`` on a replay.
@@ -641,7 +446,7 @@ class SQLiteLedger:
             conn = self._token_conn
             if self._closed:
                 raise LedgerError("the ledger is closed")
-            _begin(conn)
+            begin(conn)
             try:
                 conn.execute("DELETE FROM used_token WHERE expires_us <= ?", (to_us(now),))
                 fresh = conn.execute(
@@ -653,6 +458,128 @@ class SQLiteLedger:
                     conn.execute("ROLLBACK")
                 raise LedgerError(f"ledger write failed: {exc}") from exc
         return fresh == 1
+
+    def live(self, now: datetime, *, issuer_id: str | None = None) -> list[IssuanceRecord]:
+        """Unexpired, unrevoked issuances (of ``issuer_id``), oldest first."""
+        cols = ", ".join(f"i.{c.strip()}" for c in ISSUANCE_COLUMNS.split(","))
+        query = (
+            f"SELECT {cols} FROM issuance i LEFT JOIN revocation r ON r.serial = i.serial "  # noqa: S608 (constant column list)
+            "WHERE r.serial IS NULL AND i.not_after_us > ?"
+        )
+        args: list[object] = [to_us(now)]
+        if issuer_id is not None:
+            query += " AND i.issuer_id = ?"
+            args.append(issuer_id)
+        with self._read() as conn:
+            rows = conn.execute(query + " ORDER BY i.issued_at_us, i.serial", args).fetchall()
+        return [issuance_row(r) for r in rows]
+
+    def did_state(self, did: str) -> DIDState | None:
+        """The last state seen of ``did``."""
+        with self._read() as conn:
+            row = conn.execute("SELECT * FROM did_state WHERE did = ?", (did,)).fetchone()
+        if row is None:
+            return None
+        did_, key, host, status, first, updated = row
+        return DIDState(
+            str(did_), text(key), text(host), str(status), from_us(first), from_us(updated)
+        )
+
+    def put_did_state(self, state: DIDState) -> None:
+        """Insert or replace the state of ``state.did``."""
+        check_did_state(state)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO did_state VALUES (?,?,?,?,?,?)",
+                (
+                    state.did,
+                    state.signing_key,
+                    state.pds_host,
+                    state.status,
+                    to_us(state.first_seen),
+                    to_us(state.updated_at),
+                ),
+            )
+
+    def note_pds_host(self, did: str, host: str, *, now: datetime) -> bool:
+        """``True`` when ``host`` is new for ``did``."""
+        with self._write() as conn:
+            added = conn.execute(
+                "INSERT OR IGNORE INTO did_host VALUES (?,?,?)", (did, host, to_us(now))
+            ).rowcount
+        return added == 1
+
+    def start_recovery(
+        self, old_ca: str, new_ca: str, serials: Sequence[int], *, now: datetime
+    ) -> Recovery:
+        """Open a recovery with a pending item per serial (one transaction)."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO recovery (old_ca, new_ca, started_us) VALUES (?,?,?)",
+                (old_ca, new_ca, to_us(now)),
+            )
+            number = int(cursor.lastrowid or 0)
+            conn.executemany(
+                "INSERT INTO recovery_item VALUES (?,?,'pending',NULL,NULL)",
+                [(number, serial_hex(s)) for s in serials],
+            )
+        return Recovery(number, old_ca, new_ca, now)
+
+    def recoveries(self, *, open_only: bool = False) -> list[Recovery]:
+        """Recoveries, oldest first."""
+        query = "SELECT id, old_ca, new_ca, started_us, finished_us FROM recovery"
+        if open_only:
+            query += " WHERE finished_us IS NULL"
+        with self._read() as conn:
+            rows = conn.execute(query + " ORDER BY id").fetchall()
+        return [
+            Recovery(int(i), str(o), str(n), from_us(s), None if f is None else from_us(f))
+            for i, o, n, s, f in rows
+        ]
+
+    def recovery_items(self, recovery_id: int) -> list[RecoveryItem]:
+        """Items of a recovery, by serial."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT serial, status, new_serial, detail FROM recovery_item "
+                "WHERE recovery_id = ?",
+                (recovery_id,),
+            ).fetchall()
+        items = [
+            RecoveryItem(
+                recovery_id,
+                int(str(serial), 16),
+                str(status),
+                None if new is None else int(str(new), 16),
+                text(detail),
+            )
+            for serial, status, new, detail in rows
+        ]
+        return sorted(items, key=lambda i: i.serial)
+
+    def set_recovery_item(self, item: RecoveryItem) -> None:
+        """Record an item's outcome."""
+        check_item(item)
+        new = None if item.new_serial is None else serial_hex(item.new_serial)
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE recovery_item SET status = ?, new_serial = ?, detail = ? "
+                "WHERE recovery_id = ? AND serial = ?",
+                (item.status, new, item.detail, item.recovery_id, serial_hex(item.serial)),
+            ).rowcount
+            if changed != 1:
+                raise LedgerError(
+                    f"recovery {item.recovery_id} has no item {serial_hex(item.serial)}"
+                )
+
+    def finish_recovery(self, recovery_id: int, *, now: datetime) -> None:
+        """Mark a recovery finished."""
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE recovery SET finished_us = ? WHERE id = ?", (to_us(now), recovery_id)
+            ).rowcount
+            if changed != 1:
+                raise LedgerError(f"no recovery {recovery_id}")
 
     def count(self) -> int:
         """Number of issuances."""
