@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from holdca.atproto.car import read_car_raw
 from holdca.atproto.cid import CID
@@ -80,6 +81,23 @@ class Identity:
         else:
             doc = parse_did_document(document, did)
         return cls(did, doc.atproto_key(), doc.pds_endpoint(), doc, source)
+
+    @property
+    def pds_host(self) -> str | None:
+        """The PDS endpoint reduced to ``scheme://host[:port]`` (lowercase), or ``None``."""
+        if self.pds_endpoint is None:
+            return None
+        parts = urlsplit(self.pds_endpoint)
+        try:
+            port = parts.port
+        except ValueError:
+            return None
+        if not parts.hostname or parts.scheme not in ("http", "https"):
+            return None
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        default = 443 if parts.scheme == "https" else 80
+        suffix = "" if port in (None, default) else f":{port}"
+        return f"{parts.scheme}://{host.lower()}{suffix}"
 
     def same_keys(self, other: Identity) -> bool:
         """Whether ``other`` names the same signing key and PDS endpoint."""

@@ -24,13 +24,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from holdca.cli import ca, revocation, serve, sign, trust
+from holdca.cli import ca, recover, revocation, serve, sign, trust, watch
 from holdca.cli.common import UsageError
 from holdca.errors import ConfigError, HoldCAError, MalformedInputError
 
 __all__ = ["main", "parser"]
 
-_GROUPS = (ca, sign, revocation, trust, serve)
+_GROUPS = (ca, sign, revocation, watch, recover, trust, serve)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -80,8 +80,9 @@ class AuditLog:
             extra={"holdca_event": body},
         )
 
-    def issued(self, record: IssuanceRecord, *, now: datetime) -> None:
-        """An issued certificate (after the ledger committed it)."""
+    def issued(self, record: IssuanceRecord, *, now: datetime, pds_host: str | None = None) -> None:
+        """An issued certificate (after the ledger committed it); ``pds_host`` is the
+        origin of the PDS the DID's identity named when the proof was checked."""
         if not self.logger.isEnabledFor(logging.INFO):  # the hot path: skip building it
             return
         self.emit(
@@ -100,6 +101,7 @@ class AuditLog:
                 "repository": record.repository,
                 "record_uri": record.record_uri,
                 "proof_source": record.proof_source,
+                "pds_host": pds_host,
             },
             level=logging.INFO,
         )
@@ -135,6 +137,31 @@ class AuditLog:
             now,
             {"did": entry.did, "denied_since": _time(entry.since), "reason": entry.reason},
             level=logging.INFO,
+        )
+
+    def did_changed(
+        self,
+        *,
+        did: str,
+        change: str,
+        before: str | None,
+        after: str | None,
+        action: str,
+        now: datetime,
+    ) -> None:
+        """The hold saw a DID change (``change``: ``key``, ``pds``, ``deactivated``,
+        ``reactivated``) and what it did about it (``action``: ``revoked``, ``flagged``)."""
+        self.emit(
+            "did_changed",
+            now,
+            {"did": did, "change": change, "before": before, "after": after, "action": action},
+            level=logging.WARNING,
+        )
+
+    def alert(self, kind: str, *, did: str | None, now: datetime, detail: str) -> None:
+        """An anomaly an operator should look at (``kind`` names it; ``detail`` in words)."""
+        self.emit(
+            "alert", now, {"alert": kind, "did": did, "detail": detail}, level=logging.WARNING
         )
 
     def crl(

@@ -43,6 +43,15 @@ Environment variables (``HoldConfig.from_env``):
 ``HOLD_REUSE_IDENTITIES``      ``true``: issuance may also use cached identities (a key
                                rotation then takes effect within HOLD_IDENTITY_TTL);
                                default false: every issuance resolves the DID anew
+``HOLD_ON_DID_CHANGE``         what the hold does when it sees a DID's key change, its PDS
+                               move to another host, or the DID deactivated: ``revoke`` its
+                               live certificates, ``flag`` (an audit alert; default) or
+                               ``ignore``
+``HOLD_ALERT_BURST_FACTOR``    alert when a DID gets more certificates in an hour than this
+                               many times its hourly average of the past week (default 10)
+``HOLD_ALERT_BURST_MIN``       ... and at least this many (default 20)
+``HOLD_ALERT_REFUSALS``        alert when one DID is refused this many times in 10 minutes
+                               (default 20; 0 disables the alert)
 ``HOLD_AUDIT_LOG``             where ``holdca serve`` writes the audit trail (JSON lines):
                                a file path, or ``-`` for stdout (default: stderr)
 =============================  ===========================================================
@@ -124,6 +133,10 @@ ENV_VARS: dict[str, str] = {
     "audit_log": "HOLD_AUDIT_LOG",
     "identity_ttl": "HOLD_IDENTITY_TTL",
     "reuse_identities": "HOLD_REUSE_IDENTITIES",
+    "on_did_change": "HOLD_ON_DID_CHANGE",
+    "alert_burst_factor": "HOLD_ALERT_BURST_FACTOR",
+    "alert_burst_min": "HOLD_ALERT_BURST_MIN",
+    "alert_refusals": "HOLD_ALERT_REFUSALS",
 }
 """Config field -> environment variable."""
 
@@ -200,6 +213,10 @@ class HoldConfig:
     audit_log: str | None = None
     identity_ttl: int = 60
     reuse_identities: bool = False
+    on_did_change: str = "flag"
+    alert_burst_factor: int = 10
+    alert_burst_min: int = 20
+    alert_refusals: int = 20
 
     def __post_init__(self) -> None:
         try:
@@ -267,6 +284,14 @@ class HoldConfig:
                 "plc_url", f"must be an http(s) URL without query or userinfo, not {self.plc_url!r}"
             )
         _check_allow_list(self.network_allow)
+        if self.on_did_change not in ("revoke", "flag", "ignore"):
+            raise _bad("on_did_change", "must be revoke, flag or ignore")
+        if not 1 <= self.alert_burst_factor <= 1000:
+            raise _bad("alert_burst_factor", "must be between 1 and 1000")
+        if not 1 <= self.alert_burst_min <= 1_000_000:
+            raise _bad("alert_burst_min", "must be between 1 and 1000000")
+        if not 0 <= self.alert_refusals <= 1_000_000:
+            raise _bad("alert_refusals", "must be between 0 and 1000000")
         if not 0 <= self.identity_ttl <= 86_400:
             raise _bad("identity_ttl", "must be between 0 and 86400 seconds")
         if not 0 <= self.proof_max_age <= 86_400:
@@ -348,7 +373,7 @@ class HoldConfig:
             value = text(name)
             if value:
                 kwargs[name] = value
-        for name in ("plc_url", "audit_log"):
+        for name in ("plc_url", "audit_log", "on_did_change"):
             value = text(name)
             if value:
                 kwargs[name] = value
@@ -361,6 +386,9 @@ class HoldConfig:
             "rotation_grace_days",
             "proof_max_age",
             "identity_ttl",
+            "alert_burst_factor",
+            "alert_burst_min",
+            "alert_refusals",
         ):
             value = text(name)
             if value:

@@ -539,7 +539,9 @@ class HoldCA(StatusMixin, RotationMixin):
             outcome = [exc] * len(signed)
         for (i, checked, response), error in zip(signed, outcome, strict=True):
             if error is None:
-                self.audit.issued(response.record, now=now)
+                self.audit.issued(
+                    response.record, now=now, pds_host=checked.proof.identity.pds_host
+                )
                 continue
             try:
                 if not isinstance(error, DuplicateSerialError):
@@ -666,7 +668,7 @@ class HoldCA(StatusMixin, RotationMixin):
                 if attempt == 2:
                     raise
                 continue
-            self.audit.issued(response.record, now=now)
+            self.audit.issued(response.record, now=now, pds_host=checked.proof.identity.pds_host)
             return response
         raise LedgerError("could not find a free serial number")  # pragma: no cover
 
