@@ -69,6 +69,7 @@ from holdca.hold.castate import (
 from holdca.hold.gate import GateResult, TrustGate
 from holdca.hold.ledger import CARecord, IssuanceLedger, IssuanceRecord
 from holdca.hold.policy import Authorizer, IssuancePolicy, SameDIDAuthorizer
+from holdca.hold.revocation import RevocationMixin
 from holdca.hold.status import StatusMixin
 from holdca.keys import KeyStore, MemorySigner, SignatureAlgorithm
 from holdca.notation import (
@@ -216,7 +217,7 @@ class _IssuingKit:
     suffix_valid: tuple[datetime, datetime]  # when every suffix certificate is valid
 
 
-class HoldCA(StatusMixin, RotationMixin):
+class HoldCA(RevocationMixin, StatusMixin, RotationMixin):
     """A hold acting as an X.509 CA for the DIDs whose images it stores.
 
     Build with :meth:`open` (or ``holdca.hold.from_config``). See the module docstring.

@@ -1,4 +1,5 @@
-"""Revocation and status: revoke, the deny list, CRLs and OCSP, for :class:`~holdca.hold.HoldCA`.
+"""Status: CRLs and OCSP answers for :class:`~holdca.hold.HoldCA` (revoking is
+:mod:`holdca.hold.revocation`).
 
 Serving status must stay cheap under load, so both answers are cached and rebuilt only on
 change:
@@ -34,11 +35,10 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from holdca.atproto.did import validate_account_did
 from holdca.errors import ConfigError, HoldCAError, LedgerError, OCSPRequestError
 from holdca.hold.audit import AuditLog
 from holdca.hold.castate import CAState, LoadedCA, certificate_der
-from holdca.hold.ledger import REASONS, DenyEntry, IssuanceLedger, Revocation
+from holdca.hold.ledger import REASONS, IssuanceLedger
 from holdca.pki import (
     CertStatus,
     OCSPRequestInfo,
@@ -224,91 +224,6 @@ class StatusMixin:
         self._crl_cache = {}
         self._ocsp_answers = OCSPAnswerCache()
         self._ocsp_synced = None
-
-    # ------------------------------------------------------------------ revocation
-
-    def revoke(
-        self,
-        *,
-        now: datetime,
-        serial: int | None = None,
-        did: str | None = None,
-        since: datetime | None = None,
-        reason: str | None = None,
-        invalidity_date: datetime | None = None,
-    ) -> list[Revocation]:
-        """Revoke one certificate (``serial``) or every certificate of ``did`` (since ``since``).
-
-        Already revoked certificates keep their first revocation. Each revocation is
-        audited; the next CRL lists them and OCSP answers them at once. A
-        ``keyCompromise`` revocation also puts the DID on the deny list (the ATProto
-        account is compromised: no new certificates for it until :meth:`allow`), even
-        when it had no certificate to revoke.
-
-        Returns:
-            The revocations (new or earlier), by serial.
-
-        Raises:
-            ValueError: neither or both of ``serial`` and ``did``; ``since`` without ``did``.
-            LedgerError: unknown serial, unknown reason, or the ledger failed.
-        """
-        if (serial is None) == (did is None):
-            raise ValueError("give exactly one of serial= or did=")
-        if since is not None and did is None:
-            raise ValueError("since= needs did=")
-        out: list[Revocation] = []
-        try:
-            if serial is not None:
-                found = self.ledger.get(serial)
-                if found is None:
-                    raise LedgerError(
-                        f"no certificate with serial {serial:x} was issued by this hold"
-                    )
-                records = [found]
-            else:
-                assert did is not None
-                records = list(self.ledger.by_did(did, since=since))
-            for rec in records:
-                entry = self.ledger.revoke(
-                    rec.serial, revoked_at=now, reason=reason, invalidity_date=invalidity_date
-                )
-                self._ocsp_answers.invalidate(rec.serial)
-                self.audit.revoked(entry, rec.did, now=now)
-                out.append(entry)
-            if reason == x509.ReasonFlags.key_compromise.value:
-                for banned in sorted({r.did for r in records} | ({did} if did else set())):
-                    self.deny(
-                        banned, reason="keyCompromise revocation", now=now, source="revocation"
-                    )
-        except HoldCAError as exc:
-            self.audit.refused(operation="revoke", did=did, caller=None, error=exc, now=now)
-            raise
-        return sorted(out, key=lambda e: e.serial)
-
-    def deny(self, did: str, *, reason: str, now: datetime, source: str = "operator") -> DenyEntry:
-        """Refuse new certificates for ``did`` until :meth:`allow` (audited).
-
-        An earlier entry for the DID is kept (and returned).
-
-        Raises:
-            DIDSyntaxError: ``did`` is not a valid account DID.
-            LedgerError: the ledger failed.
-        """
-        did = validate_account_did(did)
-        entry = self.ledger.deny(did, reason=reason[:500], source=source, now=now)
-        self.audit.denied(entry, now=now)
-        return entry
-
-    def allow(self, did: str, *, now: datetime) -> DenyEntry | None:
-        """Lift the deny-list entry of ``did``; returns it (``None``: there was none).
-
-        Raises:
-            LedgerError: the ledger failed.
-        """
-        entry = self.ledger.allow(did)
-        if entry is not None:
-            self.audit.allowed(entry, now=now)
-        return entry
 
     # ------------------------------------------------------------------ CRL
 

@@ -5,6 +5,9 @@ Routes:
 ==========================================  ================================================
 ``POST /xrpc/io.atcr.hold.coSignManifest``  co-sign an image for the caller's DID (below)
 ``POST /xrpc/io.atcr.hold.reSignManifest``  same body; a fresh signature for an older image
+``POST /xrpc/io.atcr.hold.revokeCertificates`` the caller revokes its own certificates
+``POST /xrpc/io.atcr.hold.allowIssuance``   the caller lifts the denial its own
+                                            keyCompromise revocation made
 ``GET /ca.crt``                             the root new leaves chain to (PEM)
 ``GET /ca-bundle.crt``                      every trusted root incl. a rotation's old one
 ``GET /ca.crl``                             the active CA's CRL (DER, built once per change)
@@ -20,6 +23,13 @@ Request body of the two XRPC procedures::
 
 The seed's ``manifestDigest`` is accepted in place of ``manifest.digest``. A
 ``didDocument`` in the body is ignored: the hold resolves the DID itself.
+
+``revokeCertificates`` takes ``{"reason": "keyCompromise" | "superseded" |
+"cessationOfOperation" | "unspecified", "serials": ["<hex>", ...]}`` or ``"since":
+"<ISO 8601>"`` instead of serials (neither: every certificate of the caller's DID) and
+answers ``{"revoked": [{"serial", "revokedAt", "reason"}]}``; only certificates of the
+authenticated caller's DID are ever revoked. ``allowIssuance`` takes ``{}`` and answers
+``{"lifted": true | false}``.
 
 **Callers authenticate** with ATProto service auth by default: ``Authorization: Bearer
 <JWT>`` minted by the user's PDS (``com.atproto.server.getServiceAuth`` with ``aud`` = the
@@ -84,9 +94,11 @@ from holdca.server.limits import (
 )
 
 __all__ = [
+    "ALLOW_NSID",
     "COSIGN_NSID",
     "DEFAULT_MAX_BODY",
     "RESIGN_NSID",
+    "REVOKE_NSID",
     "Authenticate",
     "create_app",
     "error_for",
@@ -94,6 +106,9 @@ __all__ = [
 
 COSIGN_NSID: Final = "io.atcr.hold.coSignManifest"
 RESIGN_NSID: Final = "io.atcr.hold.reSignManifest"
+REVOKE_NSID: Final = "io.atcr.hold.revokeCertificates"
+ALLOW_NSID: Final = "io.atcr.hold.allowIssuance"
+_MAX_SERIALS: Final = 1000
 
 DEFAULT_MAX_BODY: Final = 256 * 1024
 """Largest request body accepted (a getRecord CAR hint is a few kB)."""
@@ -172,6 +187,40 @@ def _parse_cosign(body: bytes, caller: str | None) -> CosignRequest:
     )
 
 
+def _authenticated(caller: str | None) -> str:
+    if caller is None:
+        raise XRPCError(401, "AuthenticationRequired", "this method needs an authenticated caller")
+    return caller
+
+
+def _parse_revocation(body: bytes) -> tuple[list[int] | None, datetime | None, str]:
+    """``{"reason", "serials"?: [hex], "since"?: ISO 8601}`` of revokeCertificates."""
+    obj = parse_json(body)
+    if not isinstance(obj, dict):
+        raise XRPCError(400, "InvalidRequest", "the body must be a JSON object")
+    reason = _field(obj, "reason", str)
+    serials = None
+    if obj.get("serials") is not None:
+        raw = _field(obj, "serials", list)
+        if not 1 <= len(raw) <= _MAX_SERIALS:
+            raise XRPCError(400, "InvalidRequest", f"'serials' must list 1 to {_MAX_SERIALS}")
+        serials = []
+        for item in raw:
+            text = item.lower().removeprefix("0x") if isinstance(item, str) else ""
+            if not 1 <= len(text) <= 40 or any(ch not in "0123456789abcdef" for ch in text):
+                raise XRPCError(400, "InvalidRequest", "'serials' must be hexadecimal strings")
+            serials.append(int(text, 16))
+    since = None
+    if obj.get("since") is not None:
+        try:
+            since = datetime.fromisoformat(_field(obj, "since", str).replace("Z", "+00:00"))
+        except ValueError:
+            raise XRPCError(400, "InvalidRequest", "'since' is not an ISO 8601 time") from None
+        if since.tzinfo is None:
+            raise XRPCError(400, "InvalidRequest", "'since' needs a time zone (Z)")
+    return serials, since, reason
+
+
 def create_app(
     ca: HoldCA,
     *,
@@ -225,7 +274,12 @@ def create_app(
         header = request.headers.get("authorization")
         return await run_in_threadpool(auth.authenticate, header, lxm=nsid, now=clock())
 
-    def procedure(kind: str, nsid: str) -> Callable[[Request], Awaitable[Response]]:
+    def procedure(
+        nsid: str, operation: str, run: Callable[[bytes, str | None], dict[str, Any]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """An XRPC procedure: authenticate for ``nsid``, read the body, ``run`` it in a
+        worker thread (it may raise XRPCError or HoldCAError), answer its JSON."""
+
         async def handler(request: Request) -> Response:
             caller = None
             try:
@@ -237,23 +291,48 @@ def create_app(
                     )
                     raise
                 body = await read_body(request, max_body, body_timeout)
-                req = _parse_cosign(body, caller)
-                method = ca.cosign if kind == "cosign" else ca.resign
-                result = await run_in_threadpool(method, req, now=clock())
+                result = await run_in_threadpool(run, body, caller)
             except XRPCError as exc:
-                if exc.status != 401:
-                    ca.audit.refused(
-                        operation=kind, did=None, caller=caller, error=exc, now=clock()
-                    )
+                ca.audit.refused(
+                    operation=operation, did=None, caller=caller, error=exc, now=clock()
+                )
                 return exc.response()
             except HoldCAError as exc:  # audited by the HoldCA (or above, for auth)
                 err = error_for(exc)
                 if err.status >= 500:
-                    _log.error("%s failed: %s: %s", kind, type(exc).__name__, str(exc)[:500])
+                    _log.error("%s failed: %s: %s", operation, type(exc).__name__, str(exc)[:500])
                 return err.response()
-            return JSONResponse(result.to_json())
+            return JSONResponse(result)
 
         return handler
+
+    def signing(kind: str) -> Callable[[bytes, str | None], dict[str, Any]]:
+        def run(body: bytes, caller: str | None) -> dict[str, Any]:
+            method = ca.cosign if kind == "cosign" else ca.resign
+            return method(_parse_cosign(body, caller), now=clock()).to_json()
+
+        return run
+
+    def revoke_certificates(body: bytes, caller: str | None) -> dict[str, Any]:
+        serials, since, reason = _parse_revocation(body)
+        revoked = ca.revoke_own(
+            _authenticated(caller), now=clock(), reason=reason, serials=serials, since=since
+        )
+        return {
+            "revoked": [
+                {
+                    "serial": format(r.serial, "x"),
+                    "revokedAt": r.revoked_at.isoformat(),
+                    "reason": r.reason,
+                }
+                for r in revoked
+            ]
+        }
+
+    def allow_issuance(body: bytes, caller: str | None) -> dict[str, Any]:
+        parse_json(body or b"{}")
+        lifted = ca.lift_own_denial(_authenticated(caller), now=clock())
+        return {"lifted": lifted is not None}
 
     async def ca_crt(request: Request) -> Response:
         pem = ca.root_certificate.public_bytes(serialization.Encoding.PEM)
@@ -311,8 +390,26 @@ def create_app(
         ).response()
 
     routes = [
-        Route(f"/xrpc/{COSIGN_NSID}", procedure("cosign", COSIGN_NSID), methods=["POST"]),
-        Route(f"/xrpc/{RESIGN_NSID}", procedure("resign", RESIGN_NSID), methods=["POST"]),
+        Route(
+            f"/xrpc/{COSIGN_NSID}",
+            procedure(COSIGN_NSID, "cosign", signing("cosign")),
+            methods=["POST"],
+        ),
+        Route(
+            f"/xrpc/{RESIGN_NSID}",
+            procedure(RESIGN_NSID, "resign", signing("resign")),
+            methods=["POST"],
+        ),
+        Route(
+            f"/xrpc/{REVOKE_NSID}",
+            procedure(REVOKE_NSID, "revokeCertificates", revoke_certificates),
+            methods=["POST"],
+        ),
+        Route(
+            f"/xrpc/{ALLOW_NSID}",
+            procedure(ALLOW_NSID, "allowIssuance", allow_issuance),
+            methods=["POST"],
+        ),
         Route("/ca.crt", ca_crt, methods=["GET"]),
         Route("/ca-bundle.crt", ca_bundle, methods=["GET"]),
         Route("/ca.crl", ca_crl, methods=["GET"]),

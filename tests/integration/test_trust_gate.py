@@ -339,11 +339,73 @@ def test_the_forged_document_attack_fails_against_a_hold_without_auth(
     assert all(e.get("insecure_no_auth") is True for e in events)
 
 
-def test_every_issuance_reaches_the_audit_log(holds: dict[str, Hold]) -> None:
-    """Counted against the ledger rows (run last in this module: the holds are shared)."""
+def test_a_user_revokes_their_own_certificate_through_holdca_serve(
+    atproto_net: ATProtoNet, holds: dict[str, Hold], tmp_path: Path
+) -> None:
+    """Issue 18: the real PDS's token for revokeCertificates; notation then says revoked;
+    another user's token cannot revoke it."""
+    from cryptography import x509  # noqa: PLC0415
+
+    hold = holds["auth"]
+    client = atproto_net.client
+    alice = _user(atproto_net, tmp_path)
+    bob = _user(atproto_net, tmp_path / "bob", repository="bob/app")
+    token = client.get_service_auth(alice.account, HOLD_DID, COSIGN)
+    r = hold.http.post(f"/xrpc/{COSIGN}", json=_body(alice), headers=_bearer(token))
+    assert r.status_code == 200, r.text
+    serial = r.json()["serial"]
+    alice.layout.attach_signature(alice.image, base64.b64decode(r.json()["envelope"]))
+    notation = require_notation()
+    config = tmp_path / "notation"
+    root = x509.load_pem_x509_certificate(hold.http.get("/ca.crt").content)
+    write_trust_store(config, "hold", [root])
+    write_trust_policy(config, hold_trust_policy(store="hold"))
+    ok, out = notation_verify(notation, config, alice.layout.path, alice.image.digest)
+    assert ok, out
+    revoke = "io.atcr.hold.revokeCertificates"
+    bobs = client.get_service_auth(bob.account, HOLD_DID, revoke)
+    r = hold.http.post(
+        f"/xrpc/{revoke}",
+        json={"serials": [serial], "reason": "keyCompromise"},
+        headers=_bearer(bobs),
+    )
+    assert (r.status_code, r.json()["error"]) == (403, "Forbidden"), r.text
+    ok, out = notation_verify(notation, config, alice.layout.path, alice.image.digest)
+    assert ok, out  # still good
+    alices = client.get_service_auth(alice.account, HOLD_DID, revoke)
+    r = hold.http.post(
+        f"/xrpc/{revoke}",
+        json={"serials": [serial], "reason": "keyCompromise"},
+        headers=_bearer(alices),
+    )
+    assert r.status_code == 200, r.text
+    assert [e["serial"] for e in r.json()["revoked"]] == [serial]
+    ok, out = notation_verify(notation, config, alice.layout.path, alice.image.digest)
+    assert not ok
+    assert "revoked" in out
+    # keyCompromise by the user: denied until the user lifts it
+    token = client.get_service_auth(alice.account, HOLD_DID, COSIGN)
+    r = hold.http.post(f"/xrpc/{COSIGN}", json=_body(alice), headers=_bearer(token))
+    assert (r.status_code, r.json()["error"]) == (403, "Forbidden")
+    allow = "io.atcr.hold.allowIssuance"
+    lift = client.get_service_auth(alice.account, HOLD_DID, allow)
+    r = hold.http.post(f"/xrpc/{allow}", json={}, headers=_bearer(lift))
+    assert r.json() == {"lifted": True}
+
+
+def test_every_issuance_reaches_the_audit_log(
+    atproto_net: ATProtoNet, holds: dict[str, Hold], tmp_path: Path
+) -> None:
+    """Issued events counted against the ledger rows of each hold (after one issuance and
+    one refusal of this test's own: under xdist the other tests may run elsewhere)."""
     import sqlite3  # noqa: PLC0415
 
-    for hold in holds.values():
+    user = _user(atproto_net, tmp_path)
+    for name, hold in holds.items():
+        token = atproto_net.client.get_service_auth(user.account, HOLD_DID, COSIGN)
+        headers = _bearer(token) if name == "auth" else {}
+        assert hold.http.post(f"/xrpc/{COSIGN}", json=_body(user), headers=headers).is_success
+        hold.http.post(f"/xrpc/{COSIGN}", json={"userDid": user.account.did}, headers=headers)
         events = [json.loads(line) for line in hold.audit.read_text().splitlines()]
         issued = [e for e in events if e["event"] == "issued"]
         conn = sqlite3.connect(f"file:{hold.home / 'ledger.sqlite3'}?mode=ro", uri=True)
@@ -353,6 +415,7 @@ def test_every_issuance_reaches_the_audit_log(holds: dict[str, Hold]) -> None:
             conn.close()
         assert sorted(e["serial"] for e in issued) == sorted(rows)
         assert any(e["event"] == "refused" for e in events)
+        assert all(e.get("pds_host") == atproto_net.pds_url for e in issued)
 
 
 def test_the_library_against_the_reference_network(atproto_net: ATProtoNet, tmp_path: Path) -> None:
