@@ -42,6 +42,7 @@ __all__ = [
     "burst",
     "emit",
     "environment",
+    "k256_verify",
     "limit_cycle",
     "measure_primitives",
     "p256_sign",
@@ -209,7 +210,7 @@ def limit_cycle() -> Callable[[], Any]:
     from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
 
-    verify = _k256_verify()
+    verify = k256_verify()
     curve = ec.SECP256R1()
     key = ec.generate_private_key(curve)
     data = b"\x42" * 600
@@ -235,7 +236,7 @@ def p256_sign() -> Callable[[], Any]:
     return lambda: key.sign(data, algorithm)
 
 
-def _k256_verify() -> Callable[[], bool]:
+def k256_verify() -> Callable[[], bool]:
     """libsecp256k1's raw verify of a 64-byte compact signature, public key parsed once."""
     from coincurve import PrivateKey  # noqa: PLC0415
     from coincurve._libsecp256k1 import ffi, lib  # noqa: PLC0415
@@ -248,14 +249,14 @@ def _k256_verify() -> Callable[[], bool]:
     pub = k256.public_key
     ctx = GLOBAL_CONTEXT.ctx
 
-    def k256_verify() -> bool:
+    def verify() -> bool:
         sig = ffi.new("secp256k1_ecdsa_signature *")
         lib.secp256k1_ecdsa_signature_parse_compact(ctx, sig, compact)
         return bool(lib.secp256k1_ecdsa_verify(ctx, sig, digest, pub.public_key))
 
-    if not k256_verify():  # pragma: no cover - a broken coincurve
+    if not verify():  # pragma: no cover - a broken coincurve
         raise RuntimeError("the K-256 reference verify failed")
-    return k256_verify
+    return verify
 
 
 def measure_primitives(seconds: float = 1.0) -> Primitives:
@@ -263,13 +264,13 @@ def measure_primitives(seconds: float = 1.0) -> Primitives:
     from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
 
-    k256_verify = _k256_verify()
+    verify = k256_verify()
     curve = ec.SECP256R1()
     key = ec.generate_private_key(curve)
     data = b"\x42" * 600
     algorithm = ec.ECDSA(hashes.SHA256())
     return Primitives(
-        k256_verify=rate(k256_verify, seconds),
+        k256_verify=rate(verify, seconds),
         p256_keygen=rate(lambda: ec.generate_private_key(curve), seconds),
         p256_sign=rate(lambda: key.sign(data, algorithm), seconds),
     )

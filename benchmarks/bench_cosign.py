@@ -1,16 +1,37 @@
 """Benchmark: HoldCA.cosign end to end, as a ratio to the cosign limit timed in the same run.
 
-One cosign = ATProto getRecord proof verification (a 10k-record repo built with
-holdca.testing.atproto: DID document, CAR hashes, K-256 commit signature, MST inclusion,
-record digest) + ephemeral P-256 key + leaf issuance + Notation JWS envelope + OCI
-signature manifest + ledger commit (SQLite, WAL, ``synchronous=FULL``) + audit event.
+One cosign = the trust gate (the hold resolves the DID through its resolver and fetches the
+getRecord proof itself: CAR hashes, K-256 commit signature, MST inclusion, record digest,
+``holdDid`` and descriptor binding) + ephemeral P-256 key + leaf issuance + Notation JWS
+envelope + OCI signature manifest + ledger commit (SQLite, WAL, ``synchronous=FULL``) +
+audit event. The repo has 10k records (holdca.testing.atproto), all naming the hold.
+
+The resolver is in process: a :class:`FrozenNetwork` (a ``TestNetwork`` whose repo renders
+its DID document and builds each getRecord CAR once, so that a "fetch" is a dict lookup
+and a fresh resolution parses the document: holdca's work, not the test helper's). Unless
+a row says otherwise, requests carry **no proof hint** (the realistic server path: the hold
+fetches the proof) and the hold resolves the DID anew for every issuance (the default,
+``reuse_identities=False``). Rows with a hint, with cached identities and with a plain
+``TestNetwork`` say so; ``bench_server.py`` has the HTTP resolver and the server.
+
+How the cosign rows are measured: **paired bursts**. Each row alternates a burst of
+cosigns (about 0.2 s) with a burst of the limit's curve math (``_harness.limit_cycle``:
+one K-256 verify, one P-256 keygen and two P-256 signs per call, whose rate *is* the
+limit), 16 pairs (at ``--seconds 1``), the order flipped every pair; the ratio is the
+median of the 16 per-pair ratios, and the note gives their 10th and 90th percentiles.
+Rows marked CPU time use ``time.process_time`` for both halves, the others wall time
+(the ledger's syncs are waits, not CPU). A slow moment of the machine then hits both
+halves of a pair alike; before this, one run of each row against primitives timed before
+and after (``--headline-only --unpaired`` still does that) moved the same row by 30% and
+more between runs.
 
 Rows (single process, pinned to one core):
 
 * the primitives and the limit = 1 / (K-256 verify + P-256 keygen + 2 P-256 signs); each
-  primitive is timed before and after the single-process rows and its faster rate kept,
-  so a slow moment while it was timed cannot lower the limit and flatter the ratios;
-* ``verify_record_proof`` alone;
+  primitive is timed before and after the single-process rows and its faster rate kept
+  (the primitive rows, the floor and the ceiling use them);
+* ``verify_record_proof`` alone; ``verify_audit_log`` of a 1-operation did:plc log, what
+  ``HTTPResolver`` verifies on each fresh resolution (not in the in-process rows);
 * the floor and the ceiling: the proof's C calls alone (sha256 of every CAR block and
   visited MST key, the strict decoder on every visited block, run through ``map`` over
   prebuilt lists), the ceiling 1 / (the limit's primitives + those calls), the time the
@@ -22,14 +43,17 @@ Rows (single process, pinned to one core):
   batches of 32 requests (one commit per batch; nothing is handed out before its commit);
   the rows with one commit per cosign, with 8 threads calling ``HoldCA.cosign`` (the
   ledger's group commit) and with a MemoryLedger (CPU alone) are there for comparison;
+* stages: the time spent in each step inside real cosigns (the trust gate with its
+  resolve, fetch and proof verification; key, leaf, envelope, manifest, ledger, audit);
 * scaling: cosigns/s of 1 and 2 worker processes sharing one PEM CA key, each pinned to
   its own core and doing batches of 32, with a MemoryLedger each (CPU scaling alone), an
   SQLite ledger file each, and one SQLite ledger file for both (lock and fsync
   contention); median of 5 interleaved runs each.
 
-Usage: ``python benchmarks/bench_cosign.py [--seconds 1.0] [--records 10000] [--json]``
-(about a minute). Goals (issue 7): in memory >= 0.5 of the limit, SoftHSM >= 0.3,
-2 workers >= 1.8x one. Nothing here asserts a speed.
+Usage: ``python benchmarks/bench_cosign.py [--seconds 1.0] [--records 10000] [--json]
+[--no-scaling] [--headline-only [--unpaired]]`` (about three minutes; ``--headline-only``:
+the MemoryLedger and SQLite batch rows alone, about 30 s). Goals (issue 7): in memory >=
+0.5 of the limit, SoftHSM >= 0.3, 2 workers >= 1.8x one. Nothing here asserts a speed.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ change:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import threading
 from collections import OrderedDict
@@ -180,12 +179,23 @@ def _valid(signed: _SignedCRL, now: datetime) -> bool:
     return signed.this_update <= now < signed.next_update
 
 
-@functools.lru_cache(maxsize=64)
-def _issuer_hashes(ca_der: bytes, algorithm: str) -> tuple[bytes, bytes]:
-    tbs = asn1_x509.Certificate.load(ca_der)["tbs_certificate"]
-    name = tbs["subject"].dump()
-    key_bits = bytes(tbs["subject_public_key_info"]["public_key"].contents[1:])
-    return hashlib.new(algorithm, name).digest(), hashlib.new(algorithm, key_bits).digest()
+_HASHES: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+
+
+def _issuer_hashes(ca: LoadedCA, algorithm: str) -> tuple[bytes, bytes]:
+    """(issuerNameHash, issuerKeyHash) of ``ca`` under ``algorithm``, computed once per CA
+    (a CA's id is the SHA-256 of its certificate, so the key cannot go stale)."""
+    key = (ca.ca_id, algorithm)
+    found = _HASHES.get(key)
+    if found is None:
+        tbs = asn1_x509.Certificate.load(certificate_der(ca.certificate))["tbs_certificate"]
+        name = tbs["subject"].dump()
+        key_bits = bytes(tbs["subject_public_key_info"]["public_key"].contents[1:])
+        found = hashlib.new(algorithm, name).digest(), hashlib.new(algorithm, key_bits).digest()
+        if len(_HASHES) > 256:
+            _HASHES.clear()
+        _HASHES[key] = found
+    return found
 
 
 def _ca_for(state: CAState, info: OCSPRequestInfo) -> LoadedCA | None:
@@ -193,7 +203,7 @@ def _ca_for(state: CAState, info: OCSPRequestInfo) -> LoadedCA | None:
     first = info.cert_ids[0]
     for ca in state.all():
         try:
-            hashes = _issuer_hashes(certificate_der(ca.certificate), first.hash_algorithm)
+            hashes = _issuer_hashes(ca, first.hash_algorithm)
         except ValueError:
             return None
         if hashes == (first.issuer_name_hash, first.issuer_key_hash):

@@ -25,6 +25,7 @@ The body deadline (408) is the app's (:func:`holdca.server.limits.read_body`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -111,8 +112,18 @@ class HeadDeadlineH11Protocol(H11Protocol):
         self.conn = _HeadLimitedConnection(self.max_head_bytes)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the head deadline with the connection."""
+        """Start the head deadline with the connection; turn Nagle off.
+
+        asyncio disables Nagle only for sockets it knows are TCP (created with the TCP
+        protocol number); a listening socket made with ``socket.socket()`` and handed to
+        :func:`serve` is not, and uvicorn's separate head and body writes then wait for
+        delayed ACKs (about 40 ms a response).
+        """
         super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._arm()
 
     def handle_events(self) -> None:
