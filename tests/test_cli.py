@@ -38,6 +38,8 @@ COMMANDS = [
     "deny",
     "allow",
     "denied",
+    "sweep",
+    "recover",
     "demo",
 ]
 HOLD_DID = "did:web:hold.cli-test.example.com"

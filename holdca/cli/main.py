@@ -12,7 +12,8 @@ ledger, key store); 2 usage or configuration error. Errors are one line on stder
 
 One module per command group: :mod:`~holdca.cli.ca` (``init``, ``issue``, ``rotate``),
 :mod:`~holdca.cli.sign` (``cosign``, ``resign``), :mod:`~holdca.cli.revocation`
-(``revoke``, ``crl``, ``ocsp``, ``deny``, ``allow``, ``denied``), :mod:`~holdca.cli.trust`
+(``revoke``, ``crl``, ``ocsp``, ``deny``, ``allow``, ``denied``), :mod:`~holdca.cli.watch`
+(``sweep``), :mod:`~holdca.cli.recover` (``recover``), :mod:`~holdca.cli.trust`
 (``trust {export,install,list}``), :mod:`~holdca.cli.serve` (``serve``, ``demo``).
 Run ``holdca CMD --help``.
 """

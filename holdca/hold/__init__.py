@@ -11,6 +11,8 @@
   (:mod:`holdca.hold.policy`).
 * :class:`TrustGate` (:mod:`holdca.hold.gate`): what must be true before the hold signs;
   :class:`ServiceAuth` (:mod:`holdca.hold.auth`): callers prove who they are.
+* :class:`DIDWatch` (:mod:`holdca.hold.watch`): key changes, PDS moves and deactivations
+  seen by the hold's fresh resolutions and by :meth:`HoldCA.sweep`, revoked or flagged.
 
 Example::
 
@@ -50,6 +52,7 @@ from holdca.hold.service import (
     ca_id_of,
 )
 from holdca.hold.setup import key_store_from_config, open_hold
+from holdca.hold.watch import DIDWatch, Observation, SweepReport
 
 __all__ = [
     "AUDIT_LOGGER",
@@ -61,12 +64,14 @@ __all__ = [
     "GateResult",
     "CosignRequest",
     "CosignResponse",
+    "DIDWatch",
     "HoldCA",
     "HoldConfig",
     "IssuanceLedger",
     "IssuancePolicy",
     "IssuanceRecord",
     "MemoryLedger",
+    "Observation",
     "RateLimiter",
     "Revocation",
     "RotationResult",
@@ -74,6 +79,7 @@ __all__ = [
     "SameDIDAuthorizer",
     "Secret",
     "ServiceAuth",
+    "SweepReport",
     "TrustGate",
     "ca_id_of",
     "key_store_from_config",

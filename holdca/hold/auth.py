@@ -8,6 +8,13 @@ as the hold's own resolver finds it (one re-resolution when it fails: the key ma
 rotated), then that the ``jti`` was never used (the ledger's used-token table, so that a
 token replayed to another replica sharing the ledger is refused too).
 
+With an ``observer`` (the hold's :class:`~holdca.hold.watch.DIDWatch`), the fresh
+re-resolution after a failed signature is reported to it (``seen``, or ``gone`` when
+``iss`` turned out deactivated): that is the resolution that refreshes the hold's
+knowledge. The first, cached resolution is not (it may be up to ``HOLD_IDENTITY_TTL``
+old). A LedgerError from ``seen`` is raised (the caller is not authenticated on knowledge
+the hold could not record); one from ``gone`` is logged (the token is refused anyway).
+
 The authenticated ``iss`` is the caller the :class:`~holdca.hold.policy.Authorizer` then
 judges (by default a caller may act only for its own DID).
 
@@ -20,9 +27,11 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from holdca.atproto.identity import Resolver
+from holdca.atproto.identity import Identity, Resolver
 from holdca.atproto.serviceauth import (
     DEFAULT_CLOCK_SKEW,
     DEFAULT_MAX_LIFETIME,
@@ -32,6 +41,8 @@ from holdca.atproto.serviceauth import (
 )
 from holdca.errors import (
     AuthenticationError,
+    DIDDeactivatedError,
+    LedgerError,
     MalformedInputError,
     ReplayError,
     ResolutionError,
@@ -39,7 +50,12 @@ from holdca.errors import (
 )
 from holdca.hold.ledger import IssuanceLedger
 
+if TYPE_CHECKING:
+    from holdca.hold.watch import DIDObserver
+
 __all__ = ["ServiceAuth", "bearer_token"]
+
+_log = logging.getLogger("holdca.hold")
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -67,6 +83,7 @@ class ServiceAuth:
         audience: str,
         max_lifetime: timedelta = DEFAULT_MAX_LIFETIME,
         clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+        observer: DIDObserver | None = None,
     ) -> None:
         """Verify tokens for the service DID ``audience``.
 
@@ -76,12 +93,14 @@ class ServiceAuth:
             audience: the hold's DID (the ``aud`` every token must name).
             max_lifetime: longest token lifetime accepted.
             clock_skew: how far ``iat`` may be ahead of ``now``.
+            observer: told of the fresh re-resolution (see the module docstring).
         """
         self.resolver = resolver
         self.ledger = ledger
         self.audience = audience
         self.max_lifetime = max_lifetime
         self.clock_skew = clock_skew
+        self.observer = observer
 
     def authenticate(self, authorization: str | None, *, lxm: str, now: datetime) -> str:
         """The DID that signed the request's token, for a call of ``lxm``.
@@ -89,7 +108,8 @@ class ServiceAuth:
         Raises:
             AuthenticationError: no, malformed, expired or forged token; wrong audience or
                 method; ``iss`` unresolvable; ReplayError: its ``jti`` was already used.
-            LedgerError: the used-token table could not be written.
+            LedgerError: the used-token table could not be written, or the observer could
+                not record what the fresh re-resolution showed.
         """
         token = parse_service_token(bearer_token(authorization))
         iss = check_claims(
@@ -105,7 +125,7 @@ class ServiceAuth:
             try:
                 verify_token_signature(token, identity.signing_key)
             except AuthenticationError:
-                fresh = self.resolver.resolve(iss, fresh=True)
+                fresh = self._resolve_fresh(iss, now)
                 if fresh.same_keys(identity):
                     raise
                 verify_token_signature(token, fresh.signing_key)
@@ -122,6 +142,21 @@ class ServiceAuth:
         if not self.ledger.use_token(token.replay_key, expires_at=token.exp, now=now):
             raise ReplayError("this jwt was already used (its jti was seen before)")
         return iss
+
+    def _resolve_fresh(self, did: str, now: datetime) -> Identity:
+        """Resolve ``did`` anew and tell the observer what it showed."""
+        if self.observer is None:
+            return self.resolver.resolve(did, fresh=True)
+        try:
+            identity = self.resolver.resolve(did, fresh=True)
+        except DIDDeactivatedError as exc:
+            try:
+                self.observer.gone(did, exc, now=now)
+            except LedgerError as failure:  # refused anyway: the DID is deactivated
+                _log.warning("could not record that %s is deactivated: %s", did, failure)
+            raise
+        self.observer.seen(identity, now=now)
+        return identity
 
     def __repr__(self) -> str:
         return f"<ServiceAuth aud={self.audience}>"

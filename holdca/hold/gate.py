@@ -22,22 +22,42 @@ the hold itself through its :class:`~holdca.atproto.identity.Resolver`:
    ``digest`` and ``mediaType`` are the descriptor's, and the size the record states
    (its ``manifestBlob``) is the descriptor's.
 
+With an ``observer`` (the hold's :class:`~holdca.hold.watch.DIDWatch`), every *fresh*
+resolution is reported to it before the proof is checked: ``seen(identity)`` (a key
+change, a PDS move or a reactivation is recorded and acted on by the hold's policy) or
+``gone(did, error)`` when the DID is deactivated (then the DIDDeactivatedError is raised
+as before). A LedgerError from ``seen`` is raised and refuses the issuance: nothing is
+issued while the hold's knowledge of the DID could not be recorded. One from ``gone`` is
+logged (the issuance is refused by the deactivation anyway).
+
 For re-signing (:meth:`TrustGate.verify` with ``mode="resign"``) the record must be
 present at the current commit: no age allowance.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from holdca.atproto.identity import Identity, Resolver, rev_time
 from holdca.atproto.record import MANIFEST_NSID
 from holdca.atproto.syntax import parse_record_uri
 from holdca.atproto.verify import VerifiedRecord, verify_record_proof
-from holdca.errors import ATURIError, RecordMismatchError, SignatureInvalidError
+from holdca.errors import (
+    ATURIError,
+    DIDDeactivatedError,
+    LedgerError,
+    RecordMismatchError,
+    SignatureInvalidError,
+)
 from holdca.notation import Descriptor
+
+if TYPE_CHECKING:
+    from holdca.hold.watch import DIDObserver
+
+_log = logging.getLogger("holdca.hold")
 
 __all__ = ["DEFAULT_CLOCK_SKEW", "GateResult", "TrustGate", "check_binding"]
 
@@ -110,6 +130,7 @@ class TrustGate:
         max_age: timedelta = timedelta(0),
         clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
         reuse_identities: bool = False,
+        observer: DIDObserver | None = None,
     ) -> None:
         """Gate proofs through ``resolver`` for the hold ``hold_did``.
 
@@ -123,6 +144,7 @@ class TrustGate:
             reuse_identities: take the DID's identity from the resolver's cache (faster;
                 a rotated key is then seen only after the cache's TTL, or when a
                 signature fails) instead of resolving it anew for every issuance.
+            observer: told of every fresh resolution (see the module docstring).
 
         Raises:
             ValueError: a negative ``max_age`` or ``clock_skew``.
@@ -134,6 +156,7 @@ class TrustGate:
         self.max_age = max_age
         self.clock_skew = clock_skew
         self.reuse_identities = reuse_identities
+        self.observer = observer
 
     def verify(
         self,
@@ -154,6 +177,7 @@ class TrustGate:
             DIDSyntaxError, ResolutionError, DIDDocumentError, DIDDeactivatedError,
             PLCLogError: resolving the DID failed (see
                 :meth:`~holdca.atproto.identity.Resolver.resolve`).
+            LedgerError: the observer could not record what a fresh resolution showed.
             SignatureInvalidError: the commit is not signed by the DID's current key.
             RecordAbsentError: the record is not in the repo (deleted).
             MalformedInputError, VerificationError: the proof does not verify.
@@ -163,9 +187,9 @@ class TrustGate:
             raise RecordMismatchError(f"record URI is for {uri_did}, not {did}")
         if collection != MANIFEST_NSID:
             raise ATURIError(f"collection must be {MANIFEST_NSID!r}, not {collection!r}")
-        identity = self.resolver.resolve(did, fresh=not self.reuse_identities)
+        identity = self._resolve(did, fresh=not self.reuse_identities, now=now)
         if hint is not None:
-            identity, verified = self._verify(hint, identity, record_uri, descriptor)
+            identity, verified = self._verify(hint, identity, record_uri, descriptor, now)
             if mode == "cosign" and self._recent(verified.rev, now):
                 return self._done(identity, verified, descriptor, "recent")
             latest = self.resolver.get_latest_commit(identity)
@@ -177,7 +201,7 @@ class TrustGate:
         except SignatureInvalidError:
             if not self.reuse_identities:
                 raise  # the identity is already fresh
-            fresh = self.resolver.resolve(did, fresh=True)
+            fresh = self._resolve(did, fresh=True, now=now)
             if fresh.same_keys(identity):
                 raise
             identity = fresh  # rotated key (or moved PDS): fetch and verify once more
@@ -185,6 +209,21 @@ class TrustGate:
             verified = self._check(car, identity, record_uri, descriptor)
         source = "vouched" if identity.source == "vouched" else "live"
         return self._done(identity, verified, descriptor, source)
+
+    def _resolve(self, did: str, *, fresh: bool, now: datetime) -> Identity:
+        """Resolve ``did``; report a fresh resolution (or a deactivation) to the observer."""
+        if not fresh or self.observer is None:
+            return self.resolver.resolve(did, fresh=fresh)
+        try:
+            identity = self.resolver.resolve(did, fresh=True)
+        except DIDDeactivatedError as exc:
+            try:
+                self.observer.gone(did, exc, now=now)
+            except LedgerError as failure:
+                _log.warning("could not record that %s is deactivated: %s", did, failure)
+            raise
+        self.observer.seen(identity, now=now)
+        return identity
 
     def _check(
         self, car: bytes, identity: Identity, record_uri: str, descriptor: Descriptor
@@ -194,7 +233,12 @@ class TrustGate:
         )
 
     def _verify(
-        self, car: bytes, identity: Identity, record_uri: str, descriptor: Descriptor
+        self,
+        car: bytes,
+        identity: Identity,
+        record_uri: str,
+        descriptor: Descriptor,
+        now: datetime,
     ) -> tuple[Identity, VerifiedRecord]:
         """Verify ``car``; on a bad commit signature re-resolve once and try again."""
         try:
@@ -202,7 +246,7 @@ class TrustGate:
         except SignatureInvalidError:
             if not self.reuse_identities:
                 raise  # the identity is already fresh
-            fresh = self.resolver.resolve(identity.did, fresh=True)
+            fresh = self._resolve(identity.did, fresh=True, now=now)
             if fresh.same_keys(identity):
                 raise
             return fresh, self._check(car, fresh, record_uri, descriptor)

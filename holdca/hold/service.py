@@ -11,6 +11,9 @@ label plus its certificate, and then:
   requests, with one ledger commit for all of them (the durable commit costs more than the
   signing; see docs/performance.md);
 * :meth:`HoldCA.revoke`, :meth:`HoldCA.crl`, :meth:`HoldCA.ocsp`: revocation;
+* :meth:`HoldCA.sweep`: with ``on_did_change``, re-resolve every DID with live
+  certificates and act on key changes, PDS moves and deactivations
+  (:mod:`holdca.hold.watch`; issuance's own fresh resolutions are watched too);
 * :meth:`HoldCA.rotate`: a new root, cross-signed both ways with the old one, which stays
   published for a grace period; :meth:`HoldCA.trust_bundle` lists what relying parties
   should trust meanwhile.
@@ -71,6 +74,7 @@ from holdca.hold.ledger import CARecord, IssuanceLedger, IssuanceRecord
 from holdca.hold.policy import Authorizer, IssuancePolicy, SameDIDAuthorizer
 from holdca.hold.revocation import RevocationMixin
 from holdca.hold.status import StatusMixin
+from holdca.hold.watch import DEFAULT_CONCURRENCY, DIDWatch, OnChange, SweepReport
 from holdca.keys import KeyStore, MemorySigner, SignatureAlgorithm
 from holdca.notation import (
     Descriptor,
@@ -247,6 +251,7 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin):
         proof_max_age: timedelta = timedelta(0),
         reuse_identities: bool = False,
         ocsp_validity: timedelta = timedelta(hours=24),
+        on_did_change: OnChange | str | None = None,
     ) -> None:
         """Wrap an already loaded :class:`CAState`; prefer :meth:`open` (same keywords).
 
@@ -278,6 +283,14 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin):
                 :class:`~holdca.hold.gate.TrustGate`).
             reuse_identities: let issuance use the resolver's cached identities instead
                 of resolving the DID anew for each (see :class:`~holdca.hold.gate.TrustGate`).
+            on_did_change: watch DIDs (:class:`~holdca.hold.watch.DIDWatch`, as
+                :attr:`watch`): ``revoke``, ``flag`` or ``ignore`` a key change, PDS move
+                or deactivation seen by issuance's fresh resolutions and by :meth:`sweep`;
+                ``None`` (the default here; ``open_hold`` passes ``HOLD_ON_DID_CHANGE``,
+                default ``flag``) watches nothing.
+
+        Raises:
+            ValueError: an unknown ``on_did_change``.
         """
         self._state = state
         self._lock = threading.Lock()
@@ -303,6 +316,11 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin):
         self.crl_refresh = crl_refresh
         self.crl_retention = crl_retention
         self.grace = grace
+        self.watch = (
+            None
+            if on_did_change is None
+            else DIDWatch(ledger, self.audit, on_change=on_did_change, revoke=self.revoke)
+        )
         self.gate = (
             None
             if resolver is None
@@ -311,6 +329,7 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin):
                 hold_did=hold_did,
                 max_age=proof_max_age,
                 reuse_identities=reuse_identities,
+                observer=self.watch,
             )
         )
         self.ocsp_validity = ocsp_validity
@@ -754,6 +773,26 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin):
             raise
         self.audit.issued(record, now=now)
         return (leaf, *state.chain_suffix)
+
+    # ------------------------------------------------------------------ DID changes
+
+    def sweep(self, now: datetime, *, concurrency: int = DEFAULT_CONCURRENCY) -> SweepReport:
+        """Re-resolve every DID with live certificates, fresh, and act on what changed.
+
+        Through the hold's own resolver (its address policy), ``concurrency`` at a time;
+        see :meth:`holdca.hold.watch.DIDWatch.sweep`.
+
+        Raises:
+            ConfigError: the hold has no resolver, or does not watch DIDs
+                (``on_did_change`` is ``None``).
+            ValueError: ``concurrency`` below 1.
+            LedgerError: the live certificates could not be listed.
+        """
+        if self.gate is None:
+            raise ConfigError("this hold has no resolver: it cannot re-resolve DIDs")
+        if self.watch is None:
+            raise ConfigError("this hold does not watch DIDs (on_did_change / HOLD_ON_DID_CHANGE)")
+        return self.watch.sweep(self.gate.resolver, now=now, concurrency=concurrency)
 
     def __repr__(self) -> str:
         return f"<HoldCA {self.hold_did} ca={self.ca_id[:16]}>"

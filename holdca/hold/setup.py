@@ -171,6 +171,8 @@ def open_hold(
 
     Reads ``HOLD_CA_CERT_PATH`` when it exists; when the CA is created (or was rotated)
     the root new leaves chain to is written there (the certificate relying parties trust).
+    The hold watches DIDs as ``HOLD_ON_DID_CHANGE`` says (``on_did_change=`` overrides it;
+    see :mod:`holdca.hold.watch`).
 
     Raises:
         ConfigError: missing certificate path, unreadable certificate, key mismatch, ...
@@ -192,6 +194,7 @@ def open_hold(
             raise ConfigError(
                 f"HOLD_CA_CERT_PATH: {config.ca_cert_path} is not a readable PEM certificate"
             ) from exc
+    options.setdefault("on_did_change", config.on_did_change)
     subject = SubjectInfo(
         country=config.subject_country,
         state=config.subject_state,

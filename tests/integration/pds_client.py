@@ -3,7 +3,7 @@
 It speaks plain XRPC / PLC HTTP (httpx) and builds PLC operations with holdca's own DAG-CBOR,
 CID and signing helpers, so a test can drive the real network: create accounts and records,
 fetch getRecord CARs and service-auth tokens, read DID documents and the PLC audit log, and
-rotate an account's ``#atproto`` key with a recovery key the test holds.
+rotate an account's ``#atproto`` key or tombstone the DID with a recovery key the test holds.
 
 Every request goes to 127.0.0.1: a ``localhost`` URL (the PDS's dev-mode public URL, the one
 its DID documents name) is connected to as ``127.0.0.1``, so no name is ever looked up.
@@ -314,14 +314,8 @@ class ATProtoClient:
         Returns:
             The new operation's CID (base32 ``b...``), as the directory's audit log lists it.
         """
-        signer = did_key_of(recovery_private_key)
-        data = self.plc_data(did)
-        if signer not in data["rotationKeys"]:
-            raise ValueError(f"{signer} is not a rotation key of {did}: {data['rotationKeys']}")
-        log = [entry for entry in self.plc_audit_log(did) if not entry.get("nullified")]
-        if not log:
-            raise ValueError(f"the PLC audit log of {did} is empty")
-        prev = log[-1]["cid"]
+        data = self._check_rotation_key(did, recovery_private_key)
+        prev = self._last_cid(did)
         operation: dict[str, Any] = {
             "type": "plc_operation",
             "rotationKeys": list(data["rotationKeys"]),
@@ -330,8 +324,40 @@ class ATProtoClient:
             "services": data["services"],
             "prev": prev,
         }
-        signature = sign_k256(recovery_private_key, dagcbor.encode(operation))
-        operation["sig"] = _b64url(signature)
+        return self._post_signed(did, operation, recovery_private_key)
+
+    def tombstone(self, did: str, recovery_private_key: coincurve.PrivateKey) -> str:
+        """Deactivate the DID for good: a ``plc_tombstone`` operation signed by a rotation key.
+
+        The operation is ``{"type": "plc_tombstone", "prev": <CID of the last operation>}``
+        plus its signature; after it the directory's audit log ends in the tombstone and
+        nothing may follow it.
+
+        Returns:
+            The tombstone's CID, as the directory's audit log lists it.
+        """
+        self._check_rotation_key(did, recovery_private_key)
+        operation: dict[str, Any] = {"type": "plc_tombstone", "prev": self._last_cid(did)}
+        return self._post_signed(did, operation, recovery_private_key)
+
+    def _check_rotation_key(self, did: str, key: coincurve.PrivateKey) -> dict[str, Any]:
+        data = self.plc_data(did)
+        signer = did_key_of(key)
+        if signer not in data["rotationKeys"]:
+            raise ValueError(f"{signer} is not a rotation key of {did}: {data['rotationKeys']}")
+        return data
+
+    def _last_cid(self, did: str) -> str:
+        log = [entry for entry in self.plc_audit_log(did) if not entry.get("nullified")]
+        if not log:
+            raise ValueError(f"the PLC audit log of {did} is empty")
+        cid = log[-1]["cid"]
+        assert isinstance(cid, str)
+        return cid
+
+    def _post_signed(self, did: str, operation: dict[str, Any], key: coincurve.PrivateKey) -> str:
+        """Sign ``operation`` (DAG-CBOR without ``sig``), POST it; its CID."""
+        operation["sig"] = _b64url(sign_k256(key, dagcbor.encode(operation)))
         cid = str(CID.for_dag_cbor(dagcbor.encode(operation)))
         self._request("POST", f"{self._plc}/{did}", body=operation)
         return cid
