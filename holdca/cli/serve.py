@@ -22,8 +22,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(
             "holdca serve needs the server extra: pip install 'holdca[server]'"
         ) from None
+    from holdca.hold.alerts import alerts_from_config
     from holdca.hold.policy import AllowAllAuthorizer, SameDIDAuthorizer
     from holdca.hold.setup import audit_from_config, resolver_from_config
+    from holdca.server.metrics import instrument
 
     config = c.config(args)
     insecure = bool(args.insecure_no_auth)
@@ -34,9 +36,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         audit=audit,
         authorizer=AllowAllAuthorizer() if insecure else SameDIDAuthorizer(),
     )
+    metrics = instrument(ca)  # before create_app: service auth uses the timed resolver
+    alerts_from_config(config, ca.ledger, audit)
     limits = ServerLimits(max_connections=args.max_connections, header_timeout=args.header_timeout)
     app = create_app(
-        ca, insecure_no_auth=insecure, max_body=args.max_body, body_timeout=args.body_timeout
+        ca,
+        insecure_no_auth=insecure,
+        max_body=args.max_body,
+        body_timeout=args.body_timeout,
+        metrics=metrics,
     )
     if insecure:
         print(

@@ -9,6 +9,13 @@ errors, whose messages never carry secrets). Every string is cut to :data:`MAX_F
 characters, so a caller cannot make an event line large. ``tags`` (for example
 ``{"insecure_no_auth": True}``) are added to every event.
 
+**Sinks** see every event as the same dict, whatever level the logger keeps: metrics
+(:mod:`holdca.server.metrics`) and the anomaly detector (:mod:`holdca.hold.alerts`) are
+sinks. A sink runs synchronously, in the thread that emits, after the line is logged; it
+must be thread-safe and must not change the dict. A sink that raises never fails the
+operation that emitted the event: the error is counted (:attr:`AuditLog.sink_failures`)
+and the first one of each sink is logged (logger ``holdca.hold.audit``).
+
 Example::
 
     import logging
@@ -20,12 +27,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from holdca.hold.ledger import DenyEntry, IssuanceRecord, Revocation, serial_hex
 
-__all__ = ["AUDIT_LOGGER", "MAX_FIELD", "AuditLog"]
+__all__ = ["AUDIT_LOGGER", "MAX_FIELD", "AuditLog", "AuditSink"]
 
 AUDIT_LOGGER = "holdca.audit"
 """Name of the default audit logger."""
@@ -34,6 +42,11 @@ MAX_FIELD = 512
 """Longest string written in an audit event field (longer ones end in ``...``)."""
 
 _Value = str | int | bool | None | list[str]
+
+AuditSink = Callable[[Mapping[str, _Value]], None]
+"""Something that is handed every audit event (the dict the JSON line is made of)."""
+
+_log = logging.getLogger("holdca.hold.audit")
 
 
 def _time(when: datetime | None) -> str | None:
@@ -55,35 +68,90 @@ class AuditLog:
     """
 
     def __init__(
-        self, logger: logging.Logger | None = None, *, tags: Mapping[str, _Value] | None = None
+        self,
+        logger: logging.Logger | None = None,
+        *,
+        tags: Mapping[str, _Value] | None = None,
+        sinks: Iterable[AuditSink] = (),
     ) -> None:
         """Audit to ``logger`` (default: ``logging.getLogger("holdca.audit")``).
 
-        ``tags`` are added to every event.
+        ``tags`` are added to every event; every event is also handed to each of
+        ``sinks`` (see :meth:`add_sink`).
         """
         self.logger = logger if logger is not None else logging.getLogger(AUDIT_LOGGER)
         self.tags = dict(tags or {})
+        self.sink_failures = 0
+        """How many times a sink raised (each failure is swallowed)."""
+        self._sinks: tuple[AuditSink, ...] = ()
+        self._sink_lock = threading.Lock()
+        self._failed_sinks: set[int] = set()
+        for sink in sinks:
+            self.add_sink(sink)
+
+    @property
+    def sinks(self) -> tuple[AuditSink, ...]:
+        """The sinks, in the order they are called."""
+        return self._sinks
+
+    def add_sink(self, sink: AuditSink) -> None:
+        """Hand every later event to ``sink`` too (after the logger; thread-safe).
+
+        ``sink(event)`` gets the event's dict, also when the logger drops its level; it
+        must not modify it. An exception it raises is counted and swallowed.
+        """
+        with self._sink_lock:
+            self._sinks = (*self._sinks, sink)
+
+    def remove_sink(self, sink: AuditSink) -> None:
+        """Stop handing events to ``sink`` (no error when it is not a sink)."""
+        with self._sink_lock:
+            self._sinks = tuple(s for s in self._sinks if s is not sink)
+
+    def wants(self, level: int) -> bool:
+        """Whether an event at ``level`` goes anywhere (the logger keeps it, or a sink)."""
+        return bool(self._sinks) or self.logger.isEnabledFor(level)
 
     def emit(self, event: str, now: datetime, fields: Mapping[str, _Value], *, level: int) -> None:
         """Write one event: ``{"event": event, "time": now, **fields}`` as JSON.
 
-        Nothing is formatted when the logger would drop the event at ``level``.
+        Then hand the same dict to every sink. Nothing is built when the logger would
+        drop the event at ``level`` and there is no sink.
         """
-        if not self.logger.isEnabledFor(level):
+        logged = self.logger.isEnabledFor(level)
+        sinks = self._sinks
+        if not logged and not sinks:
             return
         body: dict[str, _Value] = {"event": event, "time": now.isoformat()}
         body.update((k, _bounded(v)) for k, v in fields.items())
         body.update(self.tags)
-        self.logger.log(
-            level,
-            json.dumps(body, sort_keys=True, separators=(",", ":")),
-            extra={"holdca_event": body},
-        )
+        if logged:
+            self.logger.log(
+                level,
+                json.dumps(body, sort_keys=True, separators=(",", ":")),
+                extra={"holdca_event": body},
+            )
+        for sink in sinks:
+            try:
+                sink(body)
+            except Exception:  # a sink must never fail the operation that emitted
+                self._sink_failed(sink, event)
+
+    def _sink_failed(self, sink: AuditSink, event: str) -> None:
+        with self._sink_lock:
+            self.sink_failures += 1
+            first = id(sink) not in self._failed_sinks
+            if first:
+                self._failed_sinks.add(id(sink))
+        if first:  # once per sink: a broken sink must not flood the log
+            _log.exception(
+                "audit sink %r failed on a %r event (later failures only counted)", sink, event
+            )
 
     def issued(self, record: IssuanceRecord, *, now: datetime, pds_host: str | None = None) -> None:
         """An issued certificate (after the ledger committed it); ``pds_host`` is the
         origin of the PDS the DID's identity named when the proof was checked."""
-        if not self.logger.isEnabledFor(logging.INFO):  # the hot path: skip building it
+        if not self.wants(logging.INFO):  # the hot path: skip building it
             return
         self.emit(
             "issued",

@@ -57,7 +57,7 @@ import binascii
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.hazmat.primitives import serialization
 from starlette.applications import Starlette
@@ -112,6 +112,9 @@ _MAX_SERIALS: Final = 1000
 
 DEFAULT_MAX_BODY: Final = 256 * 1024
 """Largest request body accepted (a getRecord CAR hint is a few kB)."""
+
+if TYPE_CHECKING:
+    from holdca.server.metrics import HoldMetrics
 
 _MAX_OCSP_BODY: Final = 64 * 1024
 _log = logging.getLogger("holdca.server")
@@ -231,6 +234,7 @@ def create_app(
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ocsp_budget: ClientBudget | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    metrics: HoldMetrics | None = None,
 ) -> Starlette:
     """Build the Starlette app serving ``ca``.
 
@@ -249,6 +253,8 @@ def create_app(
         ocsp_budget: per-client budget of OCSP answers that need a new signature (default:
             20 a second, bursts of 100); cached answers are not counted.
         clock: the time source (tests pass a fixed clock).
+        metrics: count each OCSP and CRL request's outcome into these and serve them at
+            ``GET /metrics`` (:func:`holdca.server.metrics.instrument` feeds the rest).
 
     Raises:
         ConfigError: service auth is wanted but ``ca`` has no resolver; or both
@@ -347,7 +353,10 @@ def create_app(
 
     async def ca_crl(request: Request) -> Response:
         try:
-            der = await run_in_threadpool(ca.crl_der, clock())
+            if metrics is None:
+                der = await run_in_threadpool(ca.crl_der, clock())
+            else:
+                der = await run_in_threadpool(metrics.serve_crl, ca.crl_der, clock())
         except HoldCAError as exc:
             _log.error("CRL failed: %s: %s", type(exc).__name__, str(exc)[:500])
             return error_for(exc).response()
@@ -357,21 +366,29 @@ def create_app(
         client = request.client.host if request.client is not None else "-"
         return lambda: budget.take(client)
 
+    async def answer_ocsp(request: Request, body: bytes) -> Response:
+        budget = may_sign(request)
+        if metrics is None:
+            der = await run_in_threadpool(ca.ocsp, body, now=clock(), may_sign=budget)
+        else:
+            der = await run_in_threadpool(
+                metrics.answer_ocsp, ca.ocsp, body, now=clock(), may_sign=budget
+            )
+        return Response(der, media_type="application/ocsp-response")
+
     async def ocsp_post(request: Request) -> Response:
         try:
             body = await read_body(request, _MAX_OCSP_BODY, body_timeout)
         except XRPCError as exc:
             return exc.response()
-        der = await run_in_threadpool(ca.ocsp, body, now=clock(), may_sign=may_sign(request))
-        return Response(der, media_type="application/ocsp-response")
+        return await answer_ocsp(request, body)
 
     async def ocsp_get(request: Request) -> Response:
         try:
             body = decode_ocsp_get(request.path_params["encoded"])
         except OCSPRequestError:
             body = b""  # answered malformedRequest
-        der = await run_in_threadpool(ca.ocsp, body, now=clock(), may_sign=may_sign(request))
-        return Response(der, media_type="application/ocsp-response")
+        return await answer_ocsp(request, body)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -418,6 +435,8 @@ def create_app(
         Route("/ocsp", ocsp_post, methods=["POST"]),
         Route("/ocsp/{encoded:path}", ocsp_get, methods=["GET"]),
     ]
+    if metrics is not None:
+        routes.append(metrics.route())
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: internal_error},
