@@ -416,6 +416,16 @@ def test_every_issuance_reaches_the_audit_log(
         assert sorted(e["serial"] for e in issued) == sorted(rows)
         assert any(e["event"] == "refused" for e in events)
         assert all(e.get("pds_host") == atproto_net.pds_url for e in issued)
+        # /metrics of holdca serve, read with prometheus-client's own parser
+        from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+        families = {
+            f.name: f for f in text_string_to_metric_families(hold.http.get("/metrics").text)
+        }
+        issued_total = sum(
+            s.value for s in families["holdca_issuances"].samples if s.name.endswith("_total")
+        )
+        assert issued_total == len(rows)
 
 
 def test_the_library_against_the_reference_network(atproto_net: ATProtoNet, tmp_path: Path) -> None:
