@@ -1,12 +1,13 @@
-"""Rotation and CA state: which CAs the hold has, which one issues, and rotating them.
+"""CA state and rotation: which CAs the hold has, which one issues, and rotating them.
 
 * :class:`CAState`: an immutable snapshot of the hold's CAs (:class:`LoadedCA`), swapped
   under a lock on rotation; :func:`load_state` builds it from the ledger's CA records;
 * :class:`RotationMixin`: :meth:`~RotationMixin.rotate` (a new root, cross-signed both ways
-  with the old one, which stays published for a grace period),
-  :meth:`~RotationMixin.retire` and :meth:`~RotationMixin.compromise` (a CA key compromise:
-  the CA stops issuing and is no longer trusted at once, a new one replaces it, no
-  cross-certificate), part of :class:`~holdca.hold.HoldCA`.
+  with the old one, which stays published for a grace period) and
+  :meth:`~RotationMixin.retire`, part of :class:`~holdca.hold.HoldCA`.
+
+Replacing a compromised CA (no grace period, no cross-certificate) is
+:mod:`holdca.hold.compromise`.
 """
 
 from __future__ import annotations
@@ -15,26 +16,23 @@ import hashlib
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from holdca.errors import ConfigError, KeyStoreError
 from holdca.hold.audit import AuditLog
-from holdca.hold.ledger import CARecord, IssuanceLedger, IssuanceRecord, Revocation
+from holdca.hold.ledger import CARecord, IssuanceLedger
 from holdca.keys import KeyStore, SignatureAlgorithm, Signer, spki_der
-from holdca.pki import SubjectInfo, cross_sign, issue_intermediate, issue_root
+from holdca.pki import SubjectInfo, cross_sign, issue_root
 
 _log = logging.getLogger("holdca.hold")
 
 __all__ = [
-    "CA_COMPROMISE",
     "FORMER_STATES",
     "CAState",
-    "CompromiseResult",
     "LoadedCA",
     "RotationMixin",
     "RotationResult",
@@ -122,35 +120,6 @@ class RotationResult:
     new_by_old: x509.Certificate
     old_by_new: x509.Certificate
     retire_at: datetime
-
-
-@dataclass(frozen=True)
-class CompromiseResult:
-    """The outcome of :meth:`HoldCA.compromise`.
-
-    Attributes:
-        compromised: the CAs now in state ``compromised`` (the issuing CA first; with
-            ``root=True`` on an intermediate hold, then its root).
-        retired: CAs of a rotation grace period retired with them (they vouched for the
-            compromised root by a cross-certificate).
-        new_active: the new issuing CA (a root, or an intermediate).
-        new_root: the root relying parties must now trust (``new_active`` for a root-only
-            hold; the kept root, or the new root, for an intermediate hold).
-        revoked: revocations of compromised intermediate certificates on their root's
-            CRL (reason ``cACompromise``).
-        at: when the compromise was recorded.
-    """
-
-    compromised: tuple[LoadedCA, ...]
-    retired: tuple[LoadedCA, ...]
-    new_active: x509.Certificate
-    new_root: x509.Certificate
-    revoked: tuple[Revocation, ...]
-    at: datetime
-
-
-CA_COMPROMISE = x509.ReasonFlags.ca_compromise.value
-"""The revocation reason of everything a compromised CA issued: ``cACompromise``."""
 
 
 def ca_id_of(cert: x509.Certificate) -> str:
@@ -252,19 +221,6 @@ class RotationMixin:
     subject: SubjectInfo
     grace: timedelta
 
-    if TYPE_CHECKING:  # provided by StatusMixin
-
-        def revoke(
-            self,
-            *,
-            now: datetime,
-            serial: int | None = None,
-            did: str | None = None,
-            since: datetime | None = None,
-            reason: str | None = None,
-            invalidity_date: datetime | None = None,
-        ) -> list[Revocation]: ...
-
     def rotate(
         self,
         *,
@@ -337,174 +293,6 @@ class RotationMixin:
             self._state = load_state(self.key_store, self.ledger.cas())
         self.audit.rotated(old_id=old.ca_id, new_id=new_record.ca_id, retire_at=retire_at, now=now)
         return RotationResult(old.certificate, new_root, new_by_old, old_by_new, retire_at)
-
-    def compromise(
-        self,
-        *,
-        new_label: str,
-        now: datetime,
-        root: bool = False,
-        new_root_label: str | None = None,
-        algorithm: SignatureAlgorithm | None = None,
-    ) -> CompromiseResult:
-        """Replace a compromised CA at once: no grace period and no cross-certificate.
-
-        The issuing CA (and, with ``root``, the root above an issuing intermediate) goes to
-        state ``compromised``: it never issues again and leaves the trust bundle, but it
-        keeps answering OCSP and CRL for the certificates it issued (which the caller then
-        revokes, :mod:`holdca.hold.recovery`). A new CA replaces it, under a new key:
-
-        * a root-only hold: a new self-signed root under ``new_label``; CAs still published
-          by a rotation are retired too (their cross-certificate vouches for the
-          compromised key);
-        * an intermediate hold: a new intermediate under ``new_label``, issued by the kept
-          root; the old intermediate's certificate is revoked on the root's CRL
-          (``cACompromise``; it is recorded in the ledger as the root's issuance, kind
-          ``issue``, so CRL and OCSP can answer for it);
-        * an intermediate hold with ``root=True`` (the root key is compromised too): a new
-          root under ``new_root_label`` and a new intermediate under ``new_label``.
-
-        The compromised key never signs anything for its successor. All CA records change
-        in one ledger transaction.
-
-        Raises:
-            ConfigError: no key store; ``new_root_label`` missing or not wanted.
-            KeyExistsError: a label is taken.
-            LedgerError, ProfileError, SignerError.
-        """
-        if self.key_store is None:
-            raise ConfigError("replacing a compromised CA needs the key store the hold uses")
-        with self._lock:
-            state = self._state
-            old = state.active
-            intermediate = old.parent_id is not None
-            if intermediate and root and new_root_label is None:
-                raise ConfigError("a compromised root above the intermediate needs new_root_label")
-            if (not intermediate or not root) and new_root_label is not None:
-                raise ConfigError("new_root_label is only for root=True on an intermediate hold")
-            algo = algorithm or old.signer.algorithm
-            records = {rec.ca_id: rec for rec in self.ledger.cas()}
-            generation = len(records) + 1
-            compromised = [old]
-            if intermediate and root:
-                compromised.extend(state.roots)
-            retired = list(state.published) if not intermediate else []
-            new_signer = self.key_store.generate(new_label, algo)
-            changes: list[CARecord] = []
-            if not intermediate:
-                new_cert = issue_root(
-                    new_signer,
-                    hold_did=self.hold_did,
-                    subject=self.subject,
-                    now=now,
-                    common_name=f"ATCR Hold CA G{generation} - {self.hold_did}",
-                )
-                new_root_cert = new_cert
-                parent_id = None
-            else:
-                if root:
-                    assert new_root_label is not None
-                    root_signer = self.key_store.generate(new_root_label, algo)
-                    root_cert = issue_root(
-                        root_signer,
-                        hold_did=self.hold_did,
-                        subject=self.subject,
-                        now=now,
-                        common_name=f"ATCR Hold CA G{generation} - {self.hold_did}",
-                    )
-                    changes.append(
-                        CARecord(
-                            ca_id_of(root_cert),
-                            new_root_label,
-                            certificate_der(root_cert),
-                            now - timedelta(microseconds=1),
-                            "root",
-                        )
-                    )
-                else:
-                    root_signer, root_cert = state.roots[0].signer, state.roots[0].certificate
-                new_cert = issue_intermediate(
-                    root_signer,
-                    root_cert,
-                    new_signer.public_key,
-                    hold_did=self.hold_did,
-                    subject=self.subject,
-                    now=now,
-                    common_name=f"ATCR Hold Issuing CA G{generation} - {self.hold_did}",
-                )
-                new_root_cert = root_cert
-                parent_id = ca_id_of(root_cert)
-            new_record = CARecord(
-                ca_id_of(new_cert),
-                new_label,
-                certificate_der(new_cert),
-                now,  # == the compromised CAs' retire_at: see interrupted_compromise
-                "active",
-                parent_id=parent_id,
-            )
-            for ca in compromised:
-                changes.append(replace(records[ca.ca_id], state="compromised", retire_at=now))
-            for ca in retired:
-                changes.append(replace(records[ca.ca_id], state="retired", retire_at=now))
-            self.ledger.put_cas([*changes, new_record])  # one transaction
-            self._state = load_state(self.key_store, self.ledger.cas())
-        for ca in compromised:
-            self.audit.rotated(
-                old_id=ca.ca_id, new_id=new_record.ca_id, retire_at=now, now=now, step="compromised"
-            )
-        for ca in retired:
-            self.audit.rotated(
-                old_id=ca.ca_id, new_id=new_record.ca_id, retire_at=now, now=now, step="retired"
-            )
-        revoked = self.revoke_compromised_intermediates(now)
-        return CompromiseResult(
-            tuple(compromised), tuple(retired), new_cert, new_root_cert, tuple(revoked), now
-        )
-
-    def interrupted_compromise(self) -> bool:
-        """Whether the active CA replaced a compromised one at the same instant.
-
-        :meth:`compromise` gives the new CA ``created_at`` equal to the compromised CAs'
-        ``retire_at``; a recovery that finds this with no recovery record for the new CA
-        knows that a previous run stopped between the two.
-        """
-        records = self.ledger.cas()
-        active = [r for r in records if r.state == "active"]
-        return bool(active) and any(
-            r.state == "compromised" and r.retire_at == active[0].created_at for r in records
-        )
-
-    def revoke_compromised_intermediates(self, now: datetime) -> list[Revocation]:
-        """Revoke every compromised intermediate's certificate on its root's CRL (idempotent).
-
-        The certificate is recorded as an issuance of its root (kind ``issue``, the hold's
-        DID as subject) the first time, then revoked with reason ``cACompromise``.
-        """
-        out: list[Revocation] = []
-        for rec in self.ledger.cas():
-            if rec.state != "compromised" or rec.parent_id is None:
-                continue
-            cert = x509.load_der_x509_certificate(rec.certificate_der)
-            serial = cert.serial_number
-            if self.ledger.get(serial) is None:
-                self.ledger.record_issuance(
-                    IssuanceRecord(
-                        serial=serial,
-                        did=self.hold_did,
-                        manifest_digest="",
-                        commit_cid=None,
-                        rev=None,
-                        not_before=cert.not_valid_before_utc,
-                        not_after=cert.not_valid_after_utc,
-                        certificate_der=rec.certificate_der,
-                        issuer_id=rec.parent_id,
-                        issued_at=rec.created_at,
-                        kind="issue",
-                    )
-                )
-            if self.ledger.revocation(serial) is None:
-                out.extend(self.revoke(serial=serial, reason=CA_COMPROMISE, now=now))
-        return out
 
     def retire(self, now: datetime) -> list[str]:
         """Retire every published CA now (ending the grace period early); returns their ids."""

@@ -69,6 +69,7 @@ from holdca.hold.castate import (
     check_key_match,
     load_state,
 )
+from holdca.hold.compromise import CompromiseMixin
 from holdca.hold.gate import GateResult, TrustGate
 from holdca.hold.ledger import CARecord, IssuanceLedger, IssuanceRecord
 from holdca.hold.policy import Authorizer, IssuancePolicy, SameDIDAuthorizer
@@ -221,7 +222,7 @@ class _IssuingKit:
     suffix_valid: tuple[datetime, datetime]  # when every suffix certificate is valid
 
 
-class HoldCA(RevocationMixin, StatusMixin, RotationMixin):
+class HoldCA(RevocationMixin, StatusMixin, RotationMixin, CompromiseMixin):
     """A hold acting as an X.509 CA for the DIDs whose images it stores.
 
     Build with :meth:`open` (or ``holdca.hold.from_config``). See the module docstring.
