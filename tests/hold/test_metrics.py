@@ -29,14 +29,9 @@ from holdca.keys import MemoryKeyStore
 from holdca.notation import Descriptor
 from holdca.notation.oci import OCILayout
 from holdca.server import RESIGN_NSID, ClientBudget, create_app
-from holdca.server.metrics import (
-    OCSP_OUTCOMES,
-    HoldMetrics,
-    TimedLedger,
-    TimedResolver,
-    instrument,
-)
+from holdca.server.metrics import OCSP_OUTCOMES, HoldMetrics, instrument
 from holdca.server.run import uvicorn_config
+from holdca.server.timing import TimedLedger, TimedResolver
 from holdca.testing.atproto import TestRepo
 from holdca.testing.network import TestNetwork
 from holdca.testing.oci import build_test_image
