@@ -6,7 +6,7 @@ import base64
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,8 +45,13 @@ def serve_hold(
     limits: ServerLimits | None = None,
     app_options: dict[str, Any] | None = None,
     ca_options: dict[str, Any] | None = None,
+    prepare: Callable[[HoldCA], Mapping[str, Any]] | None = None,
 ) -> Iterator[Served]:
-    """A HoldCA on memory keys, a TestNetwork resolver, the app under uvicorn with limits."""
+    """A HoldCA on memory keys, a TestNetwork resolver, the app under uvicorn with limits.
+
+    ``prepare(ca)`` runs before the app is built; what it returns is added to the app's
+    options (the metrics tests instrument the hold there).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -64,7 +69,10 @@ def serve_hold(
         resolver=net,
         **(ca_options or {}),
     )
-    app = create_app(ca, **(app_options or {}))
+    options = dict(app_options or {})
+    if prepare is not None:
+        options.update(prepare(ca))
+    app = create_app(ca, **options)
     server = uvicorn.Server(uvicorn_config(app, limits=limits, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

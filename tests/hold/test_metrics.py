@@ -3,9 +3,6 @@ prometheus-client's own parser and its counters match the ledger after a mixed w
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,12 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.applications import Starlette
 
 from holdca.errors import LedgerError, ResolutionError
 from holdca.hold import HoldCA, IssuanceLedger, IssuancePolicy, MemoryLedger, RateLimiter
@@ -28,15 +23,14 @@ from holdca.hold.ledger import IssuanceRecord, SQLiteLedger
 from holdca.keys import MemoryKeyStore
 from holdca.notation import Descriptor
 from holdca.notation.oci import OCILayout
-from holdca.server import RESIGN_NSID, ClientBudget, create_app
+from holdca.server import RESIGN_NSID, ClientBudget
 from holdca.server.metrics import OCSP_OUTCOMES, HoldMetrics, instrument
-from holdca.server.run import uvicorn_config
 from holdca.server.timing import TimedLedger, TimedResolver
 from holdca.testing.atproto import TestRepo
 from holdca.testing.network import TestNetwork
 from holdca.testing.oci import build_test_image
 from tests.hold.conftest import HOLD_DID, SUBJECT
-from tests.hold.served import auth, body
+from tests.hold.served import auth, body, serve_hold
 from tests.hold.test_status_cache import ocsp_request, request_by_hash
 
 URL = "/xrpc/io.atcr.hold.coSignManifest"
@@ -63,16 +57,8 @@ class Hold:
         return out
 
 
-def build_app(
-    ca: HoldCA, metrics: HoldMetrics, monkeypatch: pytest.MonkeyPatch, **options: Any
-) -> Starlette:
-    """The app with its metrics (the route and the OCSP/CRL hooks)."""
-    return create_app(ca, metrics=metrics, **options)
-
-
 @contextmanager
 def serve(
-    monkeypatch: pytest.MonkeyPatch,
     *,
     ledger: IssuanceLedger | None = None,
     sinks: tuple[Any, ...] = (),
@@ -80,41 +66,21 @@ def serve(
     ca_options: Mapping[str, Any] | None = None,
 ) -> Iterator[Hold]:
     """A hold on memory keys and a TestNetwork, instrumented, served by uvicorn."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    net = TestNetwork()
-    ca = HoldCA.open(
-        MemoryKeyStore(),
-        ledger if ledger is not None else MemoryLedger(),
-        hold_did=HOLD_DID,
-        subject=SUBJECT,
-        now=datetime.now(UTC),
-        create=True,
-        crl_url=f"{base}/ca.crl",
-        ocsp_url=f"{base}/ocsp",
-        resolver=net,
-        **(ca_options or {}),
-    )
-    for sink in sinks:  # before the metrics' sink: a broken one must not stop it
-        ca.audit.add_sink(sink)
-    metrics = instrument(ca)  # before create_app: service auth uses the timed proxies
-    app = build_app(ca, metrics, monkeypatch, **(app_options or {}))
-    server = uvicorn.Server(uvicorn_config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        time.sleep(0.01)
-    assert server.started
-    try:
-        with httpx.Client(base_url=base, timeout=30) as client:
-            yield Hold(ca, metrics, client, net)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    made: list[HoldMetrics] = []
+
+    def prepare(ca: HoldCA) -> dict[str, Any]:
+        for sink in sinks:  # before the metrics' sink: a broken one must not stop it
+            ca.audit.add_sink(sink)
+        made.append(instrument(ca))  # before create_app: service auth uses the timed proxies
+        return {"metrics": made[0]}
+
+    with serve_hold(
+        ledger=ledger,
+        app_options=dict(app_options or {}),
+        ca_options=dict(ca_options or {}),
+        prepare=prepare,
+    ) as served:
+        yield Hold(served.ca, made[0], served.http, served.net)
 
 
 def make_user(hold: Hold, tmp_path: Path) -> tuple[TestRepo, Descriptor, str]:
@@ -145,13 +111,10 @@ def ocsp_status(content: bytes) -> ocsp.OCSPResponseStatus:
 # ---------------------------------------------------------------------- the workload
 
 
-def test_counters_match_the_ledger_after_a_mixed_workload(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_counters_match_the_ledger_after_a_mixed_workload(tmp_path: Path) -> None:
     ledger = SQLiteLedger(tmp_path / "ledger.sqlite3")
     policy = IssuancePolicy(rate_limit=RateLimiter(3, timedelta(hours=1)))
     with serve(
-        monkeypatch,
         ledger=ledger,
         app_options={"ocsp_budget": ClientBudget(rate=0.001, burst=3)},
         ca_options={"policy": policy},
@@ -287,13 +250,11 @@ def test_counters_match_the_ledger_after_a_mixed_workload(
     ledger.close()
 
 
-def test_a_sink_that_raises_does_not_stop_a_cosign(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_a_sink_that_raises_does_not_stop_a_cosign(tmp_path: Path) -> None:
     def broken(event: Mapping[str, object]) -> None:
         raise RuntimeError("metrics backend down")
 
-    with serve(monkeypatch, sinks=(broken,)) as hold:
+    with serve(sinks=(broken,)) as hold:
         repo, image, uri = make_user(hold, tmp_path)
         r = hold.http.post(URL, json=body(repo, uri, image), headers=auth(repo))
         assert r.status_code == 200, r.text

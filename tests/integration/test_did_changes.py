@@ -38,58 +38,24 @@ from cryptography.x509 import ocsp
 
 from holdca.atproto.resolve import HTTPResolver
 from holdca.errors import AuthenticationError, DIDDeactivatedError, SignatureInvalidError
-from holdca.hold import AuditLog, CosignRequest, HoldCA, ServiceAuth, SQLiteLedger
+from holdca.hold import AuditLog, HoldCA, ServiceAuth, SQLiteLedger
 from holdca.keys import MemoryKeyStore
 from holdca.net import AddressPolicy
-from holdca.notation import Descriptor
-from holdca.notation.oci import OCILayout
 from holdca.pki import SubjectInfo
 from holdca.testing.atproto import TestRepo
-from holdca.testing.oci import build_test_image
 from tests.integration.conftest import ATProtoNet
-from tests.integration.pds_client import Account, did_key_of
+from tests.integration.pds_client import did_key_of
+from tests.integration.users import User, new_user
 
 HOLD_DID = "did:web:hold-watch.test"
-MANIFEST = "io.atcr.manifest"
 COSIGN = "io.atcr.hold.coSignManifest"
 ALLOW = "127.0.0.0/8,::1/128"
 
 pytestmark = pytest.mark.interop
 
 
-@dataclass
-class User:
-    account: Account
-    recovery: coincurve.PrivateKey
-    layout: OCILayout
-    image: Descriptor
-    uri: str
-
-    def request(self) -> CosignRequest:
-        return CosignRequest(
-            did=self.account.did,
-            descriptor=self.image,
-            record_uri=self.uri,
-            caller=self.account.did,
-        )
-
-
 def _user(net: ATProtoNet, tmp: Path) -> User:
-    recovery = coincurve.PrivateKey()
-    account = net.client.create_account(recovery_key=did_key_of(recovery))
-    layout = OCILayout.create(tmp / account.did.rsplit(":", 1)[1])
-    image = build_test_image(layout, tag="v1", content=f"image of {account.did}\n".encode())
-    record = {
-        "$type": MANIFEST,
-        "repository": "alice/app",
-        "digest": image.digest,
-        "mediaType": image.media_type,
-        "schemaVersion": 2,
-        "holdDid": HOLD_DID,
-        "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-    }
-    uri, _ = net.client.create_record(account, MANIFEST, record)
-    return User(account, recovery, layout, image, uri)
+    return new_user(net, tmp, hold_did=HOLD_DID)
 
 
 class Events(logging.Handler):

@@ -44,20 +44,18 @@ from holdca.hold.service import ANNOTATION_REPOSITORY
 from holdca.keys import MemoryKeyStore
 from holdca.net import AddressPolicy
 from holdca.notation import Descriptor, parse_envelope
-from holdca.notation.oci import OCILayout
 from holdca.notation.trustpolicy import hold_trust_policy
 from holdca.notation.truststore import write_trust_policy, write_trust_store
 from holdca.pki import SubjectInfo
 from holdca.testing.atproto import TestRepo
-from holdca.testing.oci import build_test_image
 from tests.integration.conftest import ATProtoNet
-from tests.integration.pds_client import Account, b64url_decode, did_key_of
+from tests.integration.pds_client import b64url_decode, did_key_of
+from tests.integration.users import MANIFEST, User, manifest_record, new_user
 from tests.tools import require_notation
 
 HOLD_DID = "did:web:hold.test"
 COSIGN = "io.atcr.hold.coSignManifest"
 RESIGN = "io.atcr.hold.reSignManifest"
-MANIFEST = "io.atcr.manifest"
 ALLOW = "127.0.0.0/8,::1/128"
 
 pytestmark = pytest.mark.interop
@@ -140,34 +138,12 @@ def holds(
                 hold.process.kill()
 
 
-@dataclass
-class User:
-    account: Account
-    recovery: coincurve.PrivateKey
-    layout: OCILayout
-    image: Descriptor
-    uri: str
-
-
 def _user(net: ATProtoNet, tmp: Path, repository: str = "alice/app") -> User:
-    recovery = coincurve.PrivateKey()
-    account = net.client.create_account(recovery_key=did_key_of(recovery))
-    layout = OCILayout.create(tmp / account.did.rsplit(":", 1)[1])
-    image = build_test_image(layout, tag="v1", content=f"image of {account.did}\n".encode())
-    uri, _ = net.client.create_record(account, MANIFEST, _record(image, repository))
-    return User(account, recovery, layout, image, uri)
+    return new_user(net, tmp, hold_did=HOLD_DID, repository=repository)
 
 
-def _record(image: Descriptor, repository: str, hold_did: str = HOLD_DID) -> dict[str, Any]:
-    return {
-        "$type": MANIFEST,
-        "repository": repository,
-        "digest": image.digest,
-        "mediaType": image.media_type,
-        "schemaVersion": 2,
-        "holdDid": hold_did,
-        "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-    }
+def _record(image: Descriptor, repository: str) -> dict[str, Any]:
+    return manifest_record(image, repository, HOLD_DID)
 
 
 def _body(user: User, **extra: Any) -> dict[str, Any]:
@@ -462,7 +438,7 @@ def test_the_library_against_the_reference_network(atproto_net: ATProtoNet, tmp_
         ca.resign(CosignRequest(**{**vars(request), "proof_hint": hint}), now=now)
     uri, _ = client.create_record(user.account, MANIFEST, _record(user.image, "alice/app"))
     fresh_request = CosignRequest(**{**vars(request), "record_uri": uri})
-    assert ca.cosign(fresh_request, now=now)
+    assert ca.cosign(fresh_request, now=now).record.record_uri == uri
     client.update_atproto_key(user.account.did, user.recovery, did_key_of(coincurve.PrivateKey()))
     with pytest.raises(SignatureInvalidError):
         ca.cosign(fresh_request, now=now)  # cached key fails, re-resolved key fails too
