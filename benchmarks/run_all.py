@@ -446,6 +446,7 @@ def main() -> int:
         ("bench_cosign.py", ["--json", "--seconds", secs], "json"),
         ("bench_cosign.py", ["--json", "--headline-only", "--seconds", secs], "repeat"),
         ("bench_server.py", ["--json", "--seconds", secs], "json"),
+        ("bench_fetch.py", ["--json", "--seconds", secs], "json"),
         ("bench_cosign.py", ["--json", "--headline-only", "--seconds", secs], "repeat"),
         ("bench_notation.py", ["--json", "--runs", "5" if args.quick else "25"], "json"),
         ("bench_atproto.py", ["--seconds", secs], "atproto"),

@@ -107,7 +107,7 @@ def resolver_from_config(config: HoldConfig) -> Resolver:
     """The hold's own HTTP resolver: ``HOLD_PLC_URL`` and the ``HOLD_NETWORK_ALLOW`` policy.
 
     Raises:
-        ConfigError: the http extra (httpx) is not installed, or the allow list is bad.
+        ConfigError: the http extra is not installed, or the allow list is bad.
     """
     try:
         from holdca.atproto.resolve import HTTPResolver  # noqa: PLC0415 - optional extra

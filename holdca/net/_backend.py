@@ -3,11 +3,12 @@
 This is where the address policy meets the socket, so that there is no window between the
 check and the connection (DNS rebinding):
 
-* :meth:`PolicyBackend.connect_tcp` receives the host of the request URL from httpcore,
-  resolves it through :meth:`AddressPolicy.addresses` (which refuses the host if any address
-  is forbidden), and connects a socket to one of the returned IP addresses itself. httpx and
-  httpcore never resolve the name; nothing but the checked addresses is connected to.
-* TLS is started on that socket with ``server_hostname`` as httpcore passes it (the URL's
+* :meth:`PolicyBackend.connect_tcp` receives the host of the request URL (from the
+  fetcher's pool, or from httpcore's if the backend is plugged into one), resolves it
+  through :meth:`AddressPolicy.addresses` (which refuses the host if any address is
+  forbidden), and connects a socket to one of the returned IP addresses itself. Nothing
+  else resolves the name; nothing but the checked addresses is connected to.
+* TLS is started on that socket with ``server_hostname`` as the caller passes it (the URL's
   host), so the certificate is verified against the name, not against the IP.
 * Every socket operation (DNS, connect, TLS handshake, each read and write) is bounded by
   ``min(timeout, time left before the deadline)``, the deadline being the one
@@ -16,8 +17,8 @@ check and the connection (DNS rebinding):
   daemon thread that the caller stops waiting for at the deadline.
 
 Public httpcore API only: :class:`httpcore.NetworkBackend` / :class:`httpcore.NetworkStream`
-and the exception classes. The one behaviour relied on (that ``connect_tcp`` gets the URL's
-host and ``start_tls`` its ``server_hostname``) is pinned by ``tests/net/test_fetch.py``.
+and the exception classes. That ``connect_tcp`` gets the URL's host and ``start_tls`` its
+``server_hostname`` is pinned by ``tests/net/test_fetch.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any
 
@@ -62,9 +63,10 @@ class ClosedUnderUse(Exception):  # noqa: N818 (a marker mixed into httpcore's e
     it is readable, which it is if a request was sent and answered in between; and a
     connection assigned to a queued request can be closed before the request starts
     (encode/httpcore#1110). ``_Stream`` answers "not readable" while a request awaits its
-    response, which narrows the first window; what remains shows up here. The peer did
-    nothing wrong, so the fetcher retries the GET once, within the same deadline (16 threads
-    x 50 GETs on loopback: 2-5 retries, no failures).
+    response, which narrows the first window; what remains shows up here. The fetcher's
+    own pool hands a connection to one request at a time, so it does not race; it still
+    retries a GET that meets this once, within the same deadline (the peer did nothing
+    wrong).
     """
 
 
@@ -76,20 +78,34 @@ class _WriteClosed(ClosedUnderUse, httpcore.WriteError):
     pass
 
 
-@contextlib.contextmanager
-def deadline(seconds: float, *, allowed_only: bool = False) -> Iterator[None]:
-    """Bound every socket operation of this thread's fetch to ``seconds`` from now.
+class _Deadline:
+    """The context manager :func:`deadline` returns (a class: cheaper than a generator)."""
+
+    __slots__ = ("_allowed_only", "_only", "_seconds", "_token")
+
+    def __init__(self, seconds: float, allowed_only: bool) -> None:
+        self._seconds = seconds
+        self._allowed_only = allowed_only
+
+    def __enter__(self) -> None:
+        self._token = _DEADLINE.set(time.monotonic() + self._seconds)
+        self._only = _ALLOWED_ONLY.set(self._allowed_only)
+
+    def __exit__(self, *_exc: object) -> None:
+        _ALLOWED_ONLY.reset(self._only)
+        _DEADLINE.reset(self._token)
+
+
+def deadline(
+    seconds: float, *, allowed_only: bool = False
+) -> contextlib.AbstractContextManager[None]:
+    """Bound every socket operation of this thread's fetch to ``seconds`` from now
+    (``with deadline(5.0): ...``; the clock starts when the block is entered).
 
     With ``allowed_only`` (plain http to a name no host rule covers), the connections of
     this fetch go only to addresses an allow rule covers, not to any public address.
     """
-    token = _DEADLINE.set(time.monotonic() + seconds)
-    only = _ALLOWED_ONLY.set(allowed_only)
-    try:
-        yield
-    finally:
-        _ALLOWED_ONLY.reset(only)
-        _DEADLINE.reset(token)
+    return _Deadline(seconds, allowed_only)
 
 
 def time_left(default: float) -> float:

@@ -1,20 +1,29 @@
 """An HTTP GET client that enforces the hold's :class:`~holdca.net.policy.AddressPolicy`.
 
-:class:`Fetcher` is httpx (sync) on an httpcore connection pool whose network backend is
-:class:`~holdca.net._backend.PolicyBackend`:
+:class:`Fetcher` speaks HTTP/1.1 through h11 (the parser httpcore uses) over a small pool of
+its own, whose connections come from :class:`~holdca.net._backend.PolicyBackend`:
 
 * the URL is checked by :meth:`AddressPolicy.check_url` first (scheme, userinfo, host syntax,
-  IP literals, plain http);
+  IP literals, plain http), and that check's :class:`~holdca.net.policy.CheckedURL` is the
+  only parse of the URL: the connection's scheme, host and port, the ``Host`` header and the
+  request target all come from it (no second URL parser that could read the text
+  differently from the policy);
 * every new connection resolves the host through :meth:`AddressPolicy.addresses` and goes to
-  one of the addresses it accepted (no second resolution by httpx, no rebinding window); TLS
+  one of the addresses it accepted (no second resolution, no rebinding window); TLS
   verifies the certificate against the URL's host name;
-* one deadline (``timeout`` seconds) covers DNS, connect, TLS, the request and the whole body;
+* one deadline (``timeout`` seconds) covers the wait for a pooled connection, DNS, connect,
+  TLS, the request and the whole body;
 * redirects are not followed (a 3xx raises, and its target is never contacted), the
-  environment is not consulted (no proxies, netrc or ``SSL_CERT_FILE``), cookies are neither
-  stored nor sent, ``Accept-Encoding: identity`` is sent and any other content coding refused;
-* bodies are streamed and cut at the limit;
-* a GET whose pooled connection httpcore closed under it (a race in httpcore 1.0.x's pool,
-  see :class:`~holdca.net._backend.ClosedUnderUse`) is retried once, within the deadline.
+  environment is not consulted (no proxies, netrc or ``SSL_CERT_FILE``: nothing here reads
+  it), no cookies are stored or sent (there is no cookie jar), ``Accept-Encoding: identity``
+  is sent and any other content coding refused;
+* bodies are streamed and cut at the limit; response heads are limited to 100 KiB (h11);
+* a connection serves one request at a time and is pooled (kept alive 5 s) only when both
+  sides finished the exchange cleanly; the pool is keyed by scheme, host, port and whether
+  the fetch was limited to allowed addresses (plain http by a name), so a connection opened
+  under a looser rule never serves a stricter fetch;
+* a GET whose connection was closed locally under it (see
+  :class:`~holdca.net._backend.ClosedUnderUse`) is retried once, within the deadline.
 
 Errors are typed and short: :class:`~holdca.errors.AddressRefusedError` for the policy,
 :class:`~holdca.errors.ResolutionError` for everything else (network, timeout, redirect, size,
@@ -23,20 +32,25 @@ TLS). The class is thread-safe; connections are pooled and reused.
 
 from __future__ import annotations
 
-import http.cookiejar
+import contextlib
+import re
 import ssl
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final
+from typing import Final, cast
+from urllib.parse import quote_plus
 
+import certifi
+import h11
 import httpcore
-import httpx
 
 from holdca import __version__
 from holdca.errors import ResolutionError
 from holdca.net._backend import ClosedUnderUse, PolicyBackend, TLSFailure, deadline, time_left
-from holdca.net.policy import AddressPolicy
+from holdca.net.policy import AddressPolicy, CheckedURL
 
 __all__ = ["ERROR_BODY_LIMIT", "FetchResponse", "Fetcher"]
 
@@ -44,6 +58,15 @@ ERROR_BODY_LIMIT: Final = 4096
 """Bytes of a non-2xx body kept (enough for an XRPC error; the rest is not read)."""
 
 _MAX_SHOWN = 100
+_KEEPALIVE: Final = 5.0  # seconds an idle connection is kept for reuse
+_READ_SIZE: Final = 64 * 1024
+_MAX_HEAD: Final = 100 * 1024  # response head (status line and headers), as httpcore
+_SWEEP_EVERY: Final = 1.0
+_UNRESERVED: Final = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote_plus leaves alone
+_ROUTES: Final = 256  # checked URLs remembered per Fetcher ...
+_ROUTE_URL_LENGTH: Final = 2048  # ... if no longer than this
+
+_Key = tuple[str, str, int, bool]  # scheme, host, port, allowed_only
 
 
 def _shown(url: str) -> str:
@@ -68,52 +91,220 @@ class FetchResponse:
     url: str
 
 
-class _Body(httpx.SyncByteStream):
-    def __init__(self, stream: Iterable[bytes]) -> None:
-        self._stream = stream
+def _ssl_context(verify: bool) -> ssl.SSLContext:
+    """certifi's CA bundle (nothing from the environment), or no verification at all."""
+    if verify:
+        return ssl.create_default_context(cafile=certifi.where())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._stream
+
+def _remove_dot_segments(path: str) -> str:
+    """Drop ``.`` and ``..`` segments from a path (RFC 3986 5.2.4, as httpx did)."""
+    segments = path.split("/")
+    if "." not in segments and ".." not in segments:
+        return path
+    output: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if output and output != [""]:
+                output.pop()
+        elif segment != ".":
+            output.append(segment)
+    return "/".join(output) or "/"
+
+
+def _quoted(text: str) -> str:
+    """``text`` form-encoded (``urllib.parse.quote_plus`` with nothing kept but the unreserved
+    characters); the common plain value is returned as is."""
+    return text if _UNRESERVED.fullmatch(text) else quote_plus(text, safe="")
+
+
+def _target(checked: CheckedURL, params: Mapping[str, str] | None) -> str:
+    """The request target: the checked path (dot segments removed) and query, then
+    ``params`` form-encoded (``application/x-www-form-urlencoded``) and appended."""
+    target = checked.target
+    if "/." in target:  # a dot segment, or a name starting with a dot
+        path, mark, query = target.partition("?")
+        target = _remove_dot_segments(path) + mark + query
+    if params:
+        encoded = "&".join(f"{_quoted(key)}={_quoted(value)}" for key, value in params.items())
+        if "?" not in target:
+            target += "?" + encoded
+        elif target.endswith(("?", "&")):
+            target += encoded
+        else:
+            target += "&" + encoded
+    return target
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What a checked URL gives a request: the URL, its pool key and ``Host`` header."""
+
+    checked: CheckedURL
+    origin: str
+    key: _Key
+    host: bytes
+
+    @classmethod
+    def of(cls, checked: CheckedURL) -> _Route:
+        origin = checked.origin
+        return cls(
+            checked,
+            origin,
+            (checked.scheme, checked.host, checked.port, checked.allowed_only),
+            origin[len(checked.scheme) + 3 :].encode("ascii"),
+        )
+
+
+class _Connection:
+    """One HTTP/1.1 connection: its stream and its h11 state machine."""
+
+    __slots__ = ("h11", "idle_since", "key", "stream")
+
+    def __init__(self, key: _Key, stream: httpcore.NetworkStream) -> None:
+        self.key = key
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
+        self.idle_since = 0.0
 
     def close(self) -> None:
-        close = getattr(self._stream, "close", None)
-        if close is not None:
-            close()
+        with contextlib.suppress(OSError):
+            self.stream.close()
 
 
-class _Transport(httpx.BaseTransport):
-    """httpx transport over an httpcore pool with the policy backend (public APIs only)."""
+class _Pool:
+    """Connections by :data:`_Key`, at most ``limit`` open in all (idle, busy or connecting).
 
-    def __init__(self, pool: httpcore.ConnectionPool) -> None:
-        self._pool = pool
+    A connection is taken out of the idle lists under the lock and belongs to one request
+    until :meth:`release`, so no other thread can touch it meanwhile. An idle connection is
+    reused only if it has been idle less than ``_KEEPALIVE`` seconds and its socket is not
+    readable (a readable idle socket holds an EOF or junk from the server). At the limit,
+    the oldest idle connection (any key) is closed to make room; otherwise the caller
+    waits, within its deadline, for a connection to be released.
+    """
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        core = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            # only the timeouts: no "sni_hostname" or other override reaches the pool
-            extensions={"timeout": request.extensions.get("timeout", {})},
-        )
-        response = self._pool.handle_request(core)
-        if not isinstance(response.stream, Iterable):  # the sync pool returns sync streams
-            response.close()
-            raise httpcore.ProtocolError("unexpected asynchronous response stream")
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_Body(response.stream),
-            extensions=response.extensions,
-        )
+    def __init__(
+        self, backend: PolicyBackend, context: ssl.SSLContext, limit: int, timeout: float
+    ) -> None:
+        self._backend = backend
+        self._context = context
+        self._limit = limit
+        self._timeout = timeout
+        self._cond = threading.Condition(threading.Lock())
+        self._idle: dict[_Key, list[_Connection]] = {}
+        self._open = 0
+        self._closed = False
+        self._next_sweep = 0.0
+
+    def acquire(self, key: _Key) -> _Connection:
+        """An idle connection for ``key``, or a new one (the policy checks its address).
+
+        Raises:
+            httpcore.PoolTimeout: the deadline passed while waiting for room.
+            RuntimeError: the pool is closed.
+            Whatever connecting raises (AddressRefusedError, httpcore errors, TLSFailure).
+        """
+        stale: list[_Connection] = []
+        try:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        raise RuntimeError("the Fetcher is closed")
+                    now = time.monotonic()
+                    if now >= self._next_sweep:
+                        self._sweep(now, stale)
+                    idle = self._idle.get(key)
+                    while idle:
+                        connection = idle.pop()
+                        if not idle:
+                            del self._idle[key]
+                        if now - connection.idle_since < _KEEPALIVE and not (
+                            connection.stream.get_extra_info("is_readable")
+                        ):
+                            return connection
+                        stale.append(connection)
+                        self._open -= 1
+                    if self._open < self._limit or self._evict(stale):
+                        self._open += 1
+                        break
+                    self._cond.wait(time_left(self._timeout))  # raises at the deadline
+        finally:
+            if stale:
+                with self._cond:
+                    self._cond.notify(len(stale))
+                for connection in stale:
+                    connection.close()
+        try:
+            return self._connect(key)
+        except BaseException:
+            with self._cond:
+                self._open -= 1
+                self._cond.notify()
+            raise
+
+    def _connect(self, key: _Key) -> _Connection:
+        scheme, host, port, _ = key
+        stream = self._backend.connect_tcp(host, port, timeout=self._timeout)
+        if scheme == "https":
+            # the URL's host name: the certificate is verified against it, not the address
+            stream = stream.start_tls(self._context, server_hostname=host, timeout=self._timeout)
+        return _Connection(key, stream)
+
+    def release(self, connection: _Connection, *, reusable: bool) -> None:
+        """Give ``connection`` back: pooled if ``reusable`` (and the pool open), else closed."""
+        with self._cond:
+            if reusable and not self._closed:
+                connection.idle_since = time.monotonic()
+                self._idle.setdefault(connection.key, []).append(connection)
+                self._cond.notify()
+                return
+            self._open -= 1
+            self._cond.notify()
+        connection.close()
+
+    def _evict(self, stale: list[_Connection]) -> bool:
+        """Close the oldest idle connection, if any (the lock is held)."""
+        oldest: list[_Connection] | None = None
+        for idle in self._idle.values():
+            if oldest is None or idle[0].idle_since < oldest[0].idle_since:
+                oldest = idle
+        if oldest is None:
+            return False
+        victim = oldest.pop(0)
+        if not oldest:
+            del self._idle[victim.key]
+        stale.append(victim)
+        self._open -= 1
+        return True
+
+    def _sweep(self, now: float, stale: list[_Connection]) -> None:
+        """Drop idle connections past their keep-alive (the lock is held)."""
+        self._next_sweep = now + _SWEEP_EVERY
+        for key, idle in list(self._idle.items()):
+            fresh = [c for c in idle if now - c.idle_since < _KEEPALIVE]
+            if len(fresh) == len(idle):
+                continue
+            stale += [c for c in idle if c not in fresh]
+            self._open -= len(idle) - len(fresh)
+            if fresh:
+                self._idle[key] = fresh
+            else:
+                del self._idle[key]
 
     def close(self) -> None:
-        self._pool.close()
+        """Close the idle connections; busy ones are closed when released."""
+        with self._cond:
+            self._closed = True
+            idle = [c for connections in self._idle.values() for c in connections]
+            self._idle.clear()
+            self._open -= len(idle)
+            self._cond.notify_all()
+        for connection in idle:
+            connection.close()
 
 
 class Fetcher:
@@ -140,32 +331,38 @@ class Fetcher:
         """Build the pool; nothing is connected until :meth:`get`."""
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         self.policy = policy
         self.timeout = timeout
         self._closed = False
-        context = (
-            verify
-            if isinstance(verify, ssl.SSLContext)
-            else httpx.create_ssl_context(verify=verify, trust_env=False)
-        )
-        pool = httpcore.ConnectionPool(
-            ssl_context=context,
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=5.0,
-            network_backend=PolicyBackend(policy),
-        )
-        no_cookies = http.cookiejar.CookieJar(
-            policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
-        )
-        self._client = httpx.Client(
-            transport=_Transport(pool),
-            trust_env=False,
-            follow_redirects=False,
-            cookies=no_cookies,
-            timeout=httpx.Timeout(timeout),
-            headers={"User-Agent": user_agent, "Accept-Encoding": "identity"},
-        )
+        self._user_agent = user_agent.encode("ascii")
+        if isinstance(verify, ssl.SSLContext):
+            context = verify  # the caller's, unchanged (without ALPN a server speaks HTTP/1.1)
+        else:
+            context = _ssl_context(verify)
+            context.set_alpn_protocols(["http/1.1"])
+        self._pool = _Pool(PolicyBackend(policy), context, max_connections, timeout)
+        # check_url is a pure function of the URL, require_https and the (frozen) policy:
+        # its answers are remembered per policy object, refusals are not
+        self._routes: dict[tuple[str, bool], _Route] = {}
+        self._routes_policy = policy
+
+    def _route(self, url: str, require_https: bool) -> _Route:
+        """:meth:`AddressPolicy.check_url` of ``url``, remembered."""
+        policy = self.policy
+        if policy is self._routes_policy:
+            route = self._routes.get((url, require_https))
+            if route is not None:
+                return route
+        route = _Route.of(policy.check_url(url, require_https=require_https))
+        if policy is not self._routes_policy:  # the policy attribute was replaced
+            self._routes, self._routes_policy = {}, policy
+        if len(url) <= _ROUTE_URL_LENGTH:
+            if len(self._routes) >= _ROUTES:
+                self._routes = {}
+            self._routes[(url, require_https)] = route
+        return route
 
     def get(
         self,
@@ -186,7 +383,7 @@ class Fetcher:
         Args:
             limit: largest 2xx body accepted, in bytes.
             accept: the ``Accept`` header.
-            params: query parameters appended to the URL.
+            params: query parameters, form-encoded and appended to the URL's query.
 
         Raises:
             AddressRefusedError: the policy refused the URL or an address it resolves to.
@@ -198,69 +395,56 @@ class Fetcher:
             raise ValueError("limit must not be negative")
         if self._closed:
             raise RuntimeError("the Fetcher is closed")
-        checked = self.policy.check_url(url, require_https=require_https)
-        shown = _shown(checked.url)
+        route = self._route(url, require_https)
+        target = _target(route.checked, params)
+        fetched = route.origin + target
         try:
-            with deadline(self.timeout, allowed_only=checked.allowed_only):
+            with deadline(self.timeout, allowed_only=route.checked.allowed_only):
+                # h11 validates the request (header values included) before any connection
+                request = h11.Request(
+                    method=b"GET",
+                    target=target.encode("ascii"),
+                    headers=[
+                        (b"Host", route.host),
+                        (b"Accept", accept.encode("ascii")),
+                        (b"Accept-Encoding", b"identity"),
+                        (b"User-Agent", self._user_agent),
+                    ],
+                )
+                key = route.key
                 try:
-                    return self._get(checked.url, limit, accept, params)
-                except ClosedUnderUse:  # the pool closed our connection: not the peer's fault
-                    return self._get(checked.url, limit, accept, params)
+                    return self._get(key, request, fetched, limit)
+                except ClosedUnderUse:  # closed locally under us: not the peer's fault
+                    return self._get(key, request, fetched, limit)
         except ResolutionError:
             raise  # AddressRefusedError included: its message already names the host
         except TLSFailure as exc:
             what = "certificate verification failed" if exc.verification else "TLS failed"
-            raise ResolutionError(f"GET {shown}: {what}") from None
-        except (httpcore.TimeoutException, httpx.TimeoutException):
-            raise ResolutionError(f"GET {shown}: timed out after {self.timeout:g} s") from None
-        except (httpcore.ConnectError, httpx.ConnectError):
-            raise ResolutionError(f"GET {shown}: connection failed") from None
-        except (httpcore.ProtocolError, httpx.ProtocolError, httpx.DecodingError):
-            raise ResolutionError(f"GET {shown}: invalid HTTP response") from None
-        except (httpcore.NetworkError, httpx.HTTPError, httpx.StreamError, httpx.InvalidURL):
-            raise ResolutionError(f"GET {shown}: network error") from None
+            raise ResolutionError(f"GET {_shown(fetched)}: {what}") from None
+        except httpcore.TimeoutException:
+            raise ResolutionError(
+                f"GET {_shown(fetched)}: timed out after {self.timeout:g} s"
+            ) from None
+        except httpcore.ConnectError:
+            raise ResolutionError(f"GET {_shown(fetched)}: connection failed") from None
+        except (httpcore.ProtocolError, h11.ProtocolError):
+            raise ResolutionError(f"GET {_shown(fetched)}: invalid HTTP response") from None
+        except httpcore.NetworkError:
+            raise ResolutionError(f"GET {_shown(fetched)}: network error") from None
 
-    def _get(
-        self, url: str, limit: int, accept: str, params: Mapping[str, str] | None
-    ) -> FetchResponse:
-        with self._client.stream(
-            "GET",
-            url,
-            params=params,
-            headers={"Accept": accept},
-            timeout=httpx.Timeout(time_left(self.timeout)),  # bounds the wait for the pool
-        ) as response:
-            fetched = str(response.request.url)
-            shown = _shown(fetched)
-            status = response.status_code
-            if 300 <= status < 400:
-                raise ResolutionError(f"GET {shown}: HTTP {status} redirect not followed")
-            ok = 200 <= status < 300
-            cap = limit if ok else min(limit, ERROR_BODY_LIMIT)
-            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-            if ok and encoding not in ("", "identity"):
-                raise ResolutionError(f"GET {shown}: unexpected Content-Encoding")
-            declared = response.headers.get("Content-Length")
-            if (
-                ok
-                and declared is not None
-                and (not declared.strip().isdigit() or int(declared) > limit)
-            ):
-                raise ResolutionError(f"GET {shown}: response larger than {limit} bytes")
-            body = bytearray()
-            for chunk in response.iter_raw():
-                body += chunk
-                if len(body) > cap:
-                    if ok:
-                        raise ResolutionError(f"GET {shown}: response larger than {limit} bytes")
-                    del body[cap:]
-                    break
-            return FetchResponse(status, response.headers.get("Content-Type"), bytes(body), fetched)
+    def _get(self, key: _Key, request: h11.Request, fetched: str, limit: int) -> FetchResponse:
+        connection = self._pool.acquire(key)
+        reusable = False
+        try:
+            response, reusable = _exchange(connection, request, fetched, limit)
+            return response
+        finally:
+            self._pool.release(connection, reusable=reusable)
 
     def close(self) -> None:
         """Close pooled connections; :meth:`get` raises RuntimeError afterwards."""
         self._closed = True
-        self._client.close()
+        self._pool.close()
 
     def __enter__(self) -> Fetcher:
         return self
@@ -272,3 +456,97 @@ class Fetcher:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _next_event(
+    state: h11.Connection, stream: httpcore.NetworkStream
+) -> h11.Event | type[h11.PAUSED]:
+    """The next event from the server, reading as needed (each read within the deadline)."""
+    while True:
+        event = state.next_event()
+        if event is not h11.NEED_DATA:
+            return cast("h11.Event | type[h11.PAUSED]", event)
+        data = stream.read(_READ_SIZE)
+        if not data and state.their_state is h11.SEND_RESPONSE:
+            raise httpcore.RemoteProtocolError("server disconnected without a response")
+        state.receive_data(data)
+
+
+def _exchange(
+    connection: _Connection, request: h11.Request, fetched: str, limit: int
+) -> tuple[FetchResponse, bool]:
+    """Send ``request``, read and check the response; (response, connection reusable)."""
+    state, stream = connection.h11, connection.stream
+    data = state.send(request) + state.send(h11.EndOfMessage())
+    try:
+        stream.write(data)
+    except ClosedUnderUse:
+        raise
+    except httpcore.WriteError:
+        pass  # as httpcore: the server may have answered and closed; read what it sent
+    while True:
+        event = _next_event(state, stream)
+        if isinstance(event, h11.Response):
+            break
+        if not isinstance(event, h11.InformationalResponse):  # 1xx are skipped
+            raise httpcore.RemoteProtocolError("no response")
+    status = event.status_code
+    if 300 <= status < 400:
+        raise ResolutionError(f"GET {_shown(fetched)}: HTTP {status} redirect not followed")
+    ok = 200 <= status < 300
+    cap = limit if ok else min(limit, ERROR_BODY_LIMIT)
+    content_type: list[bytes] = []
+    encoding: list[bytes] = []
+    declared: list[bytes] = []
+    for name, value in event.headers.raw_items():
+        lowered = name.lower()
+        if lowered == b"content-type":
+            content_type.append(value)
+        elif lowered == b"content-encoding":
+            encoding.append(value)
+        elif lowered == b"content-length":
+            declared.append(value)
+    if ok and b", ".join(encoding).strip().lower() not in (b"", b"identity"):
+        raise ResolutionError(f"GET {_shown(fetched)}: unexpected Content-Encoding")
+    if ok and declared:
+        length = b", ".join(declared).strip()
+        if not length.isdigit() or int(length) > limit:
+            raise ResolutionError(f"GET {_shown(fetched)}: response larger than {limit} bytes")
+    body = bytearray()
+    complete = False
+    while True:
+        event = _next_event(state, stream)
+        if isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > cap:
+                if ok:
+                    raise ResolutionError(
+                        f"GET {_shown(fetched)}: response larger than {limit} bytes"
+                    )
+                del body[cap:]
+                break
+        elif isinstance(event, h11.EndOfMessage):
+            complete = True
+            break
+        else:
+            raise httpcore.RemoteProtocolError("unexpected event in a response body")
+    reusable = complete and state.our_state is h11.DONE and state.their_state is h11.DONE
+    if reusable:
+        state.start_next_cycle()
+    response = FetchResponse(
+        status,
+        _decode(b", ".join(content_type)) if content_type else None,
+        bytes(body),
+        fetched,
+    )
+    return response, reusable
+
+
+def _decode(value: bytes) -> str:
+    """A header value as text: ASCII, else UTF-8, else Latin-1 (httpx's order)."""
+    for codec in ("ascii", "utf-8"):
+        try:
+            return value.decode(codec)
+        except UnicodeDecodeError:
+            pass
+    return value.decode("latin-1")

@@ -265,9 +265,7 @@ def create_app(
     if authenticate is None and not insecure_no_auth and auth is None:
         if ca.gate is None:
             raise ConfigError("service auth needs the hold's resolver (HoldCA(resolver=...))")
-        auth = ServiceAuth(
-            ca.gate.resolver, ca.ledger, audience=ca.hold_did, observer=ca.watch
-        )
+        auth = ServiceAuth(ca.gate.resolver, ca.ledger, audience=ca.hold_did, observer=ca.watch)
     budget = ocsp_budget if ocsp_budget is not None else ClientBudget(rate=20, burst=100)
 
     async def caller_of(request: Request, nsid: str) -> str | None:

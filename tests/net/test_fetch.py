@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 import holdca
 from holdca.errors import AddressRefusedError, ResolutionError
-from holdca.net import ERROR_BODY_LIMIT, AddressPolicy, Fetcher, _backend
+from holdca.net import ERROR_BODY_LIMIT, AddressPolicy, Fetcher, _backend, fetch
 from tests.net.conftest import (
     OK,
     Listener,
@@ -288,7 +288,7 @@ def test_connection_goes_to_the_checked_address_only(
     listen: Listen, fetchers: Callable[..., Fetcher], net_guard: NetGuard
 ) -> None:
     """The resolver answers 127.0.0.1 once, then 10.0.0.1 forever after. If the fetcher
-    checked one answer and let httpx (or a second lookup) pick the address to connect to,
+    checked one answer and let the HTTP layer (or a second lookup) pick the address to connect to,
     the guard would see a lookup of the name or an attempt to reach 10.0.0.1."""
     server = listen(CLOSE)
     resolver = Resolver(answer=lambda _h, _p, n: ["127.0.0.1"] if n == 1 else ["10.0.0.1"])
@@ -330,12 +330,12 @@ def test_every_new_connection_is_checked(listen: Listen, fetchers: Callable[...,
     assert len(resolver.calls) == 3
 
 
-def test_httpcore_passes_the_url_host_to_the_backend(
+def test_the_pool_passes_the_url_host_to_the_backend(
     monkeypatch: pytest.MonkeyPatch, listen: Listen, fetchers: Callable[..., Fetcher]
 ) -> None:
-    """The one httpcore behaviour the pinning relies on: ``connect_tcp`` gets the URL's host
+    """The one pool behaviour the pinning relies on: ``connect_tcp`` gets the URL's host
     (which the backend resolves through the policy) and ``start_tls`` the same name as
-    ``server_hostname``. If httpcore ever passed something else, this fails loudly."""
+    ``server_hostname``. If the pool ever passed something else, this fails loudly."""
     calls: list[tuple[str, object]] = []
     real_connect = _backend.PolicyBackend.connect_tcp
     real_tls = _backend._Stream.start_tls
@@ -456,11 +456,11 @@ def test_the_wait_for_a_pooled_connection_is_within_the_deadline(
     assert all(isinstance(e, ResolutionError) and "timed out" in str(e) for e in errors)
 
 
-# --- the httpcore pool race ----------------------------------------------------------------
+# --- a connection closed under use (httpcore's pool race) ------------------------------------
 
 
 def _sabotage_writes(monkeypatch: pytest.MonkeyPatch, times: int) -> list[object]:
-    """Close the socket under the next ``times`` requests, as httpcore's racing pool does."""
+    """Close the socket under the next ``times`` requests, as httpcore's racing pool did."""
     real_write = _backend._Stream.write
     sabotaged: list[object] = []
 
@@ -498,6 +498,102 @@ def test_the_retry_happens_once_only(
     with pytest.raises(ResolutionError, match="network error"):
         fetcher.get(f"http://127.0.0.1:{server.port}/", limit=9, accept="*/*")
     assert len(sabotaged) == 2
+
+
+# --- the pool ----------------------------------------------------------------------------
+
+
+def test_an_idle_connection_the_server_closed_is_not_reused(
+    listen: Listen, fetchers: Callable[..., Fetcher]
+) -> None:
+    def once(conn: socket.socket, _head: bytes) -> None:
+        conn.sendall(OK)  # no "Connection: close", but the server hangs up after answering
+
+    server = listen(once)
+    fetcher = fetchers(AddressPolicy.parse("127.0.0.0/8"))
+    url = f"http://127.0.0.1:{server.port}/"
+    for _ in range(3):
+        assert fetcher.get(url, limit=9, accept="*/*").body == b"hello"
+        time.sleep(0.05)  # the FIN arrives
+    assert server.accepted == 3
+
+
+def test_an_expired_idle_connection_is_not_reused(
+    monkeypatch: pytest.MonkeyPatch, listen: Listen, fetchers: Callable[..., Fetcher]
+) -> None:
+    monkeypatch.setattr(fetch, "_KEEPALIVE", 0.1)
+    server = listen(OK)
+    fetcher = fetchers(AddressPolicy.parse("127.0.0.0/8"))
+    url = f"http://127.0.0.1:{server.port}/"
+    fetcher.get(url, limit=9, accept="*/*")
+    fetcher.get(url, limit=9, accept="*/*")
+    assert server.accepted == 1
+    time.sleep(0.2)
+    fetcher.get(url, limit=9, accept="*/*")
+    assert server.accepted == 2
+
+
+def test_idle_connections_to_other_hosts_make_room(
+    listen: Listen, fetchers: Callable[..., Fetcher]
+) -> None:
+    first, second = listen(OK), listen(OK)
+    fetcher = fetchers(AddressPolicy.parse("127.0.0.0/8"), timeout=2.0, max_connections=1)
+    start = time.monotonic()
+    for _ in range(3):
+        for server in (first, second):
+            got = fetcher.get(f"http://127.0.0.1:{server.port}/", limit=9, accept="*/*")
+            assert got.body == b"hello"
+    assert time.monotonic() - start < 1.0  # nobody waited for a deadline
+    assert (first.accepted, second.accepted) == (3, 3)
+
+
+def test_a_connection_of_a_looser_fetch_does_not_serve_a_stricter_one(
+    listen: Listen, fetchers: Callable[..., Fetcher]
+) -> None:
+    """Plain http by a name under a CIDR rule connects only if every address is allowed;
+    with ``require_https=False`` any public address would do. A connection opened under the
+    looser rule is not handed to a fetch under the stricter one: that one connects anew,
+    and the policy checks it."""
+    server = listen(OK)
+    resolver = Resolver({NAME: ["127.0.0.1"]})
+    fetcher = fetchers(AddressPolicy.parse("127.0.0.0/8", resolve=resolver))
+    url = f"http://{NAME}:{server.port}/"
+    assert fetcher.get(url, limit=9, accept="*/*", require_https=False).status == 200
+    assert fetcher.get(url, limit=9, accept="*/*").status == 200
+    assert fetcher.get(url, limit=9, accept="*/*").status == 200  # reused: same rule
+    assert server.accepted == 2
+    assert len(resolver.calls) == 2
+
+
+def test_close_closes_the_pooled_connections(listen: Listen) -> None:
+    hung_up = threading.Event()
+
+    def answer_then_wait(conn: socket.socket, _head: bytes) -> None:
+        conn.sendall(OK)
+        if conn.recv(1) == b"":  # the client closed its (idle, pooled) connection
+            hung_up.set()
+
+    server = listen(answer_then_wait)
+    fetcher = Fetcher(AddressPolicy.parse("127.0.0.0/8"))
+    fetcher.get(f"http://127.0.0.1:{server.port}/", limit=9, accept="*/*")
+    assert not hung_up.wait(0.2)  # kept alive ...
+    fetcher.close()
+    assert hung_up.wait(2)  # ... until the fetcher is closed
+
+
+def test_the_request_target(listen: Listen, fetchers: Callable[..., Fetcher]) -> None:
+    server = listen(OK)
+    fetcher = fetchers(AddressPolicy.parse("127.0.0.0/8"))
+    base = f"http://127.0.0.1:{server.port}"
+    got = fetcher.get(f"{base}/a/./b/../c?x=1#frag", limit=9, accept="*/*", params={"y": "2 3"})
+    assert got.url == f"{base}/a/c?x=1&y=2+3"
+    fetcher.get(f"{base}/.well-known/did.json", limit=9, accept="*/*")
+    fetcher.get(f"{base}", limit=9, accept="*/*", params={"q": "é/&=?"})
+    assert [head.split(b" ")[1] for head in server.heads] == [
+        b"/a/c?x=1&y=2+3",
+        b"/.well-known/did.json",
+        b"/?q=%C3%A9%2F%26%3D%3F",
+    ]
 
 
 # --- sizes ---------------------------------------------------------------------------------
@@ -767,6 +863,16 @@ def test_tls_to_a_name_mapped_to_loopback(
     assert server.header(0, "Host") == f"{NAME}:{server.port}"
     assert net_guard.connects == [("127.0.0.1", server.port)]
     assert net_guard.lookups == []
+
+
+def test_a_tls_connection_is_reused(
+    pki: _TestPKI, listen: Listen, fetchers: Callable[..., Fetcher]
+) -> None:
+    server = listen(OK, tls=pki.server_context(NAME))
+    fetcher = _tls_fetcher(pki, fetchers)
+    for _ in range(3):
+        assert fetcher.get(f"https://{NAME}:{server.port}/", limit=9, accept="*/*").status == 200
+    assert server.accepted == 1
 
 
 @pytest.mark.parametrize(
