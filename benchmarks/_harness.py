@@ -7,7 +7,7 @@ process run, as ratios: the machine is noisy, an absolute time alone means littl
   about ``seconds`` with :func:`time.perf_counter`.
 * :func:`measure_primitives`: the three primitives of a cosign, timed now: coincurve K-256
   verify of a 64-byte compact signature (libsecp256k1's raw verify, public key parsed
-  once: the fast path of research/perf-baseline.md), cryptography P-256 key generation and
+  once, the fastest path coincurve offers), cryptography P-256 key generation and
   P-256 ECDSA sign (DER, 600-byte message). The *limit* of a cosign is
   ``1 / (t_verify + t_keygen + 2 * t_sign)``: the most cosigns per second one core could do
   if nothing but the unavoidable curve math ran.

@@ -3,7 +3,7 @@
 The same image is stored in two OCI layouts. One gets a signature made by holdca
 (:func:`holdca.notation.sign_envelope`, the envelope a cosign returns); the other a
 signature made by ``notation sign`` itself, with the *same* leaf key and certificate chain
-(a local key in ``signingkeys.json``: keyPath/certPath, research/notation.md section 8).
+(a local key in ``signingkeys.json``: keyPath/certPath, read by notation-go ``config/keys.go``).
 Both are verified by ``NOTATION_EXPERIMENTAL=1 notation verify --oci-layout`` with the
 same trust store (the hold's root) and the policy holdca generates; the wall time of each
 verify process is timed, alternating the two; the ratio is the median of the per-pair

@@ -222,8 +222,8 @@ every figure is printed with a ratio to something timed *in the same process run
 
 * **cosign rows** are a ratio to the **limit** = 1 / (K-256 verify + P-256 keygen +
   2 P-256 signs), the most cosigns per second one core could do if only the unavoidable
-  curve math ran (coincurve's libsecp256k1 compact verify, cryptography's keygen and sign;
-  research/perf-baseline.md). A cosign is the whole `HoldCA.cosign`: the trust gate (the
+  curve math ran (coincurve's libsecp256k1 compact verify, cryptography's keygen and
+  sign). A cosign is the whole `HoldCA.cosign`: the trust gate (the
   hold resolves the DID and fetches the getRecord proof itself, then verifies it for a
   10k-record repo and checks that the record names this hold and this image), ephemeral
   key, leaf issuance, JWS, signature manifest, ledger commit, audit event.

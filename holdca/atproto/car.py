@@ -1,6 +1,6 @@
 """CARv1 reading (with per-block hash verification) and writing.
 
-Format (atproto spec repository "CAR File Serialization"; research/atproto.md 6):
+Format (atproto spec repository "CAR File Serialization"):
 ``varint(len(H)) || H`` with H = DAG-CBOR ``{"roots": [CID, ...], "version": 1}``, then sections
 ``varint(len(cid) + len(data)) || cid || data``. Varints are unsigned LEB128, minimally encoded.
 

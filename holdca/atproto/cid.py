@@ -2,7 +2,7 @@
 
 Binary form (36 bytes): ``0x01 || codec || 0x12 0x20 || sha256(32)``; string form: multibase
 base32-lower with the ``b`` prefix (``bafyrei...`` for dag-cbor, ``bafkrei...`` for raw). CIDv0 and
-every other codec or hash are rejected (atproto "blessed" CID format; research/atproto.md 6).
+every other codec or hash are rejected (the "blessed" CID format of the atproto spec data-model).
 
 Example::
 

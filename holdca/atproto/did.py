@@ -1,6 +1,6 @@
 """DID syntax: the generic atproto DID grammar, did:plc and did:web.
 
-Rules (atproto "DID Identifier Syntax"; PLC spec "Identifier Syntax"; research/atproto.md 4.1):
+Rules (atproto spec did "DID Identifier Syntax"; PLC spec "Identifier Syntax"):
 
 * generic: ``^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$``, at most 2048 characters;
 * did:plc: ``did:plc:`` and exactly 24 characters of lowercase base32 (``[a-z2-7]``);

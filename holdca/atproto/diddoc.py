@@ -1,6 +1,6 @@
 """DID documents: the ``#atproto`` signing key and the ``#atproto_pds`` endpoint.
 
-Rules (atproto spec did "DID Documents"; research/atproto.md 4.2):
+Rules (atproto spec did "DID Documents"):
 
 * the document is a JSON object (at most 64 KiB) whose ``id`` equals the resolved DID exactly;
 * signing key: the first ``verificationMethod`` entry whose ``id`` is ``#atproto`` or

@@ -1,6 +1,7 @@
 """atproto public keys: did:key / Multikey parsing and 64-byte low-S ECDSA verification.
 
-Encodings (atproto specs cryptography and did; research/atproto.md 3):
+Encodings (atproto spec cryptography "Public Key Encoding"; spec did "Representation of Public
+Keys" and "Legacy Representation"):
 
 * Multikey: ``"z" + base58btc(varint(codec) || 33-byte compressed point)`` with codec
   ``0xe7`` (secp256k1-pub, bytes ``e7 01``) or ``0x1200`` (p256-pub, bytes ``80 24``);

@@ -1,6 +1,6 @@
 """Merkle Search Tree lookups that prove inclusion or absence of one key.
 
-Rules (atproto spec repository "MST Structure"; research/atproto.md 8), checked on every node
+Rules (atproto spec repository "MST Structure"), checked on every node
 visited:
 
 * a node is exactly ``{"e": [entry, ...], "l": CID | null}``; an entry exactly

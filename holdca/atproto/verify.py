@@ -1,6 +1,7 @@
 """Verify a ``com.atproto.sync.getRecord`` proof: the DID signed the record, and it matches.
 
-The pipeline (research/atproto.md 0), every step raising a typed :mod:`holdca.errors` error:
+The pipeline, every step raising a typed :mod:`holdca.errors` error (steps 3-6 follow the
+atproto TypeScript reference, ``packages/repo/src/sync/consumer.ts`` ``verifyProofs``):
 
 1. parse ``at://<did>/<collection>/<rkey>`` (DID, NSID, record-key syntax; account DID method);
 2. DID document: ``id == did``, the ``#atproto`` key;

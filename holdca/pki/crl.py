@@ -1,6 +1,7 @@
 """Certificate revocation lists that notation's CRL client accepts.
 
-notation v1.3+ (research/notation.md section 9) fetches the leaf's CRL distribution point over
+notation v1.3+ (notation-core-go ``revocation/crl/fetcher.go`` and
+``revocation/internal/crl/crl.go``) fetches the leaf's CRL distribution point over
 ``http://``, accepts at most 32 MiB of DER, requires a v2 CRL signed by the issuing CA (which
 needs cRLSign), a ``nextUpdate`` in the future and no unknown critical extensions. An entry is
 matched by serial; a reasonCode of certificateHold counts as revoked; an ``invalidityDate``

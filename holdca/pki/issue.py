@@ -10,7 +10,7 @@ byte-identical to the builder's, at about a third of the builder path's cost). C
 issue many leaves under one CA keep a ``LeafTemplate`` and skip the per-issuer checks
 ``issue_leaf`` runs on every call.
 
-Profiles (research/notation.md sections 3 and 12):
+Profiles (chosen to pass notation-core-go ``x509/codesigning_cert_validations.go``):
 
 * **root**: self-signed; basicConstraints critical CA=true, pathLen 1 (room for one
   intermediate or cross-certificate); keyUsage critical keyCertSign, cRLSign,
@@ -210,8 +210,9 @@ def _check_public_key(key: object, what: str) -> PublicKey:
 def check_http_url(url: str, what: str) -> str:
     """Return ``url`` if notation can fetch it: an absolute ``http://`` URL with a host.
 
-    notation's CRL and OCSP clients refuse every other scheme (research/notation.md
-    section 9), so an ``https://`` URL would make revocation status "unknown".
+    notation's CRL and OCSP clients refuse every other scheme (notation-core-go
+    ``revocation/crl/fetcher.go`` ``fetchCRL`` and ``revocation/internal/ocsp/ocsp.go``
+    ``checkStatusFromServer``), so an ``https://`` URL would make revocation status "unknown".
 
     Raises:
         ProfileError: not a string, not ASCII, whitespace, a scheme other than http, or no host.

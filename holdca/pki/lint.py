@@ -1,8 +1,9 @@
 """Profile lint: reject every signing chain notation v1.3.2 would reject.
 
-:func:`check_notation_profile` re-implements, from research/notation.md section 3 (read from
-notation-core-go ``x509/codesigning_cert_validations.go`` and Go's ``crypto/x509``), the checks
-notation runs on an x5c chain ``[leaf, intermediates..., root]`` when signing and verifying.
+:func:`check_notation_profile` re-implements, from notation-core-go v1.3.0
+``x509/codesigning_cert_validations.go`` (``ValidateCodeSigningCertChain``) and Go's
+``crypto/x509``, the checks notation runs on an x5c chain ``[leaf, intermediates..., root]``
+when signing and verifying.
 Each failure raises :class:`~holdca.errors.ProfileError` whose message starts with the rule
 id (``leaf-key-usage: ...``) and whose ``rule`` attribute is that id. The rules:
 

@@ -2,10 +2,11 @@
 
 Every certificate holdca issues carries the hold's configurable ``C``, ``ST``, optional ``L``
 and ``O`` (:class:`SubjectInfo`) followed by a ``CN``: the user's DID for a leaf, ``ATCR Hold
-CA - <hold DID>`` for the root, and so on. notation (research/notation.md section 5) requires
-``C``, ``ST`` and ``O`` in every trusted identity and parses the leaf subject with an LDAP DN
-parser that rejects duplicate attribute types, multi-valued RDNs and any ``=#``, so the names
-built here use only standard attribute types, once each, in one attribute per RDN.
+CA - <hold DID>`` for the root, and so on. notation (notation-go ``internal/pkix/pkix.go``
+``ParseDistinguishedName``) requires ``C``, ``ST`` and ``O`` in every trusted identity and
+parses the leaf subject with an LDAP DN parser (go-ldap ``ParseDN``) that rejects duplicate
+attribute types, multi-valued RDNs and any ``=#``, so the names built here use only standard
+attribute types, once each, in one attribute per RDN.
 
 Example::
 

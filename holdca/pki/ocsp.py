@@ -1,9 +1,10 @@
 """OCSP responder core: parse requests, answer from a status callback, never raise.
 
-notation's OCSP client (research/notation.md section 9) sends a SHA-1 CertID without a nonce,
-by GET (``<url>/<url-escaped base64 DER>``) when short, else by POST; it needs HTTP 200, a
-body of at most 20,480 bytes, a signature by the issuer or by a responder certificate the
-issuer signed, and **a nextUpdate** (a response without one counts as expired). This module:
+notation's OCSP client (notation-core-go ``revocation/internal/ocsp/ocsp.go``) sends a SHA-1
+CertID without a nonce, by GET (``<url>/<url-escaped base64 DER>``) when short, else by POST;
+it needs HTTP 200, a body of at most 20,480 bytes, a signature by the issuer or by a responder
+certificate the issuer signed, and **a nextUpdate** (a response without one counts as expired).
+This module:
 
 * :func:`parse_ocsp_request` / :func:`parse_ocsp_get` turn a POST body / GET path segment
   into an :class:`OCSPRequestInfo` (SHA-1/256/384/512 CertIDs, one or several, optional

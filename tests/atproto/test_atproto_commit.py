@@ -167,7 +167,8 @@ def test_splice_equals_reencoding(did: str, rev: str, sig: bytes, prev: CID | No
 
 def test_unrelated_real_key_does_not_verify_real_commit() -> None:
     """indigo's z5vnbioquyhivxirw3bbljmu pair: the DID doc key does not sign that v2 commit
-    (observed by research; MarshalX agrees), so both verifiers must reject it."""
+    (no indigo test pairs them; MarshalX's SDK rejects the pair too), so both verifiers
+    must reject it."""
     folder = V / "indigo" / "repo-car"
     car = read_car(
         (folder / "bafyreieovfuizojpw3zresz7sx3nk4trm2by23pt5rxbey3jme4uo5ogiu.car").read_bytes()
