@@ -812,7 +812,7 @@ def component_rows(setup: Setup, requests: list[Any], pairs: int, sqlite: Path |
     got = paired(burst(fetch, REF_BURST, cpu), burst(bare, REF_BURST, cpu), pairs)
     sock.close()
     rows.append(
-        Row(BENCH, "HTTPResolver.get_record from the stand-in (the hold's Fetcher: h11)",
+        Row(BENCH, "HTTPResolver.get_record from the stand-in (the hold's Fetcher: httpcore)",
             got.value, ratio=got.ratio, reference="bare-socket GET of the same URL",
             note=f"CPU time: {1e6 / got.value:.0f} µs vs {1e6 / got.reference:.0f} µs; "
             f"{got.spread()}")

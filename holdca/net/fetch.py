@@ -1,7 +1,8 @@
 """An HTTP GET client that enforces the hold's :class:`~holdca.net.policy.AddressPolicy`.
 
-:class:`Fetcher` speaks HTTP/1.1 through h11 (the parser httpcore uses) over a small pool of
-its own, whose connections come from :class:`~holdca.net._backend.PolicyBackend`:
+:class:`Fetcher` sends its requests straight to httpcore connection pools (httpx's transport
+layer, without httpx's client on top) whose network backend is
+:class:`~holdca.net._backend.PolicyBackend`:
 
 * the URL is checked by :meth:`AddressPolicy.check_url` first (scheme, userinfo, host syntax,
   IP literals, plain http), and that check's :class:`~holdca.net.policy.CheckedURL` is the
@@ -17,13 +18,12 @@ its own, whose connections come from :class:`~holdca.net._backend.PolicyBackend`
   environment is not consulted (no proxies, netrc or ``SSL_CERT_FILE``: nothing here reads
   it), no cookies are stored or sent (there is no cookie jar), ``Accept-Encoding: identity``
   is sent and any other content coding refused;
-* bodies are streamed and cut at the limit; response heads are limited to 100 KiB (h11);
-* a connection serves one request at a time and is pooled (kept alive 5 s) only when both
-  sides finished the exchange cleanly; the pool is keyed by scheme, host, port and whether
-  the fetch was limited to allowed addresses (plain http by a name), so a connection opened
-  under a looser rule never serves a stricter fetch;
-* a GET whose connection was closed locally under it (see
-  :class:`~holdca.net._backend.ClosedUnderUse`) is retried once, within the deadline.
+* bodies are streamed and cut at the limit (a cut connection is closed, not pooled);
+* connections are kept alive 5 s, by httpcore, which pools them by scheme, host and port;
+  fetches limited to allowed addresses (plain http by a name) have a pool of their own, so a
+  connection opened under a looser rule never serves a stricter fetch;
+* a GET whose pooled connection httpcore closed under it (a race in httpcore 1.0.x's pool,
+  see :class:`~holdca.net._backend.ClosedUnderUse`) is retried once, within the deadline.
 
 Errors are typed and short: :class:`~holdca.errors.AddressRefusedError` for the policy,
 :class:`~holdca.errors.ResolutionError` for everything else (network, timeout, redirect, size,
@@ -32,19 +32,15 @@ TLS). The class is thread-safe; connections are pooled and reused.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import ssl
-import threading
-import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, cast
+from typing import Final
 from urllib.parse import quote_plus
 
 import certifi
-import h11
 import httpcore
 
 from holdca import __version__
@@ -59,14 +55,9 @@ ERROR_BODY_LIMIT: Final = 4096
 
 _MAX_SHOWN = 100
 _KEEPALIVE: Final = 5.0  # seconds an idle connection is kept for reuse
-_READ_SIZE: Final = 64 * 1024
-_MAX_HEAD: Final = 100 * 1024  # response head (status line and headers), as httpcore
-_SWEEP_EVERY: Final = 1.0
 _UNRESERVED: Final = re.compile(r"[A-Za-z0-9_.~-]*")  # what quote_plus leaves alone
 _ROUTES: Final = 256  # checked URLs remembered per Fetcher ...
 _ROUTE_URL_LENGTH: Final = 2048  # ... if no longer than this
-
-_Key = tuple[str, str, int, bool]  # scheme, host, port, allowed_only
 
 
 def _shown(url: str) -> str:
@@ -102,7 +93,7 @@ def _ssl_context(verify: bool) -> ssl.SSLContext:
 
 
 def _remove_dot_segments(path: str) -> str:
-    """Drop ``.`` and ``..`` segments from a path (RFC 3986 5.2.4, as httpx did)."""
+    """Drop ``.`` and ``..`` segments from a path (RFC 3986 5.2.4, as httpx does)."""
     segments = path.split("/")
     if "." not in segments and ".." not in segments:
         return path
@@ -142,12 +133,13 @@ def _target(checked: CheckedURL, params: Mapping[str, str] | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Route:
-    """What a checked URL gives a request: the URL, its pool key and ``Host`` header."""
+    """What a checked URL gives a request: the URL, its origin and ``Host`` header."""
 
     checked: CheckedURL
     origin: str
-    key: _Key
+    scheme: bytes
     host: bytes
+    host_header: bytes
 
     @classmethod
     def of(cls, checked: CheckedURL) -> _Route:
@@ -155,156 +147,10 @@ class _Route:
         return cls(
             checked,
             origin,
-            (checked.scheme, checked.host, checked.port, checked.allowed_only),
+            checked.scheme.encode("ascii"),
+            checked.host.encode("ascii"),
             origin[len(checked.scheme) + 3 :].encode("ascii"),
         )
-
-
-class _Connection:
-    """One HTTP/1.1 connection: its stream and its h11 state machine."""
-
-    __slots__ = ("h11", "idle_since", "key", "stream")
-
-    def __init__(self, key: _Key, stream: httpcore.NetworkStream) -> None:
-        self.key = key
-        self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
-        self.idle_since = 0.0
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.stream.close()
-
-
-class _Pool:
-    """Connections by :data:`_Key`, at most ``limit`` open in all (idle, busy or connecting).
-
-    A connection is taken out of the idle lists under the lock and belongs to one request
-    until :meth:`release`, so no other thread can touch it meanwhile. An idle connection is
-    reused only if it has been idle less than ``_KEEPALIVE`` seconds and its socket is not
-    readable (a readable idle socket holds an EOF or junk from the server). At the limit,
-    the oldest idle connection (any key) is closed to make room; otherwise the caller
-    waits, within its deadline, for a connection to be released.
-    """
-
-    def __init__(
-        self, backend: PolicyBackend, context: ssl.SSLContext, limit: int, timeout: float
-    ) -> None:
-        self._backend = backend
-        self._context = context
-        self._limit = limit
-        self._timeout = timeout
-        self._cond = threading.Condition(threading.Lock())
-        self._idle: dict[_Key, list[_Connection]] = {}
-        self._open = 0
-        self._closed = False
-        self._next_sweep = 0.0
-
-    def acquire(self, key: _Key) -> _Connection:
-        """An idle connection for ``key``, or a new one (the policy checks its address).
-
-        Raises:
-            httpcore.PoolTimeout: the deadline passed while waiting for room.
-            RuntimeError: the pool is closed.
-            Whatever connecting raises (AddressRefusedError, httpcore errors, TLSFailure).
-        """
-        stale: list[_Connection] = []
-        try:
-            with self._cond:
-                while True:
-                    if self._closed:
-                        raise RuntimeError("the Fetcher is closed")
-                    now = time.monotonic()
-                    if now >= self._next_sweep:
-                        self._sweep(now, stale)
-                    idle = self._idle.get(key)
-                    while idle:
-                        connection = idle.pop()
-                        if not idle:
-                            del self._idle[key]
-                        if now - connection.idle_since < _KEEPALIVE and not (
-                            connection.stream.get_extra_info("is_readable")
-                        ):
-                            return connection
-                        stale.append(connection)
-                        self._open -= 1
-                    if self._open < self._limit or self._evict(stale):
-                        self._open += 1
-                        break
-                    self._cond.wait(time_left(self._timeout))  # raises at the deadline
-        finally:
-            if stale:
-                with self._cond:
-                    self._cond.notify(len(stale))
-                for connection in stale:
-                    connection.close()
-        try:
-            return self._connect(key)
-        except BaseException:
-            with self._cond:
-                self._open -= 1
-                self._cond.notify()
-            raise
-
-    def _connect(self, key: _Key) -> _Connection:
-        scheme, host, port, _ = key
-        stream = self._backend.connect_tcp(host, port, timeout=self._timeout)
-        if scheme == "https":
-            # the URL's host name: the certificate is verified against it, not the address
-            stream = stream.start_tls(self._context, server_hostname=host, timeout=self._timeout)
-        return _Connection(key, stream)
-
-    def release(self, connection: _Connection, *, reusable: bool) -> None:
-        """Give ``connection`` back: pooled if ``reusable`` (and the pool open), else closed."""
-        with self._cond:
-            if reusable and not self._closed:
-                connection.idle_since = time.monotonic()
-                self._idle.setdefault(connection.key, []).append(connection)
-                self._cond.notify()
-                return
-            self._open -= 1
-            self._cond.notify()
-        connection.close()
-
-    def _evict(self, stale: list[_Connection]) -> bool:
-        """Close the oldest idle connection, if any (the lock is held)."""
-        oldest: list[_Connection] | None = None
-        for idle in self._idle.values():
-            if oldest is None or idle[0].idle_since < oldest[0].idle_since:
-                oldest = idle
-        if oldest is None:
-            return False
-        victim = oldest.pop(0)
-        if not oldest:
-            del self._idle[victim.key]
-        stale.append(victim)
-        self._open -= 1
-        return True
-
-    def _sweep(self, now: float, stale: list[_Connection]) -> None:
-        """Drop idle connections past their keep-alive (the lock is held)."""
-        self._next_sweep = now + _SWEEP_EVERY
-        for key, idle in list(self._idle.items()):
-            fresh = [c for c in idle if now - c.idle_since < _KEEPALIVE]
-            if len(fresh) == len(idle):
-                continue
-            stale += [c for c in idle if c not in fresh]
-            self._open -= len(idle) - len(fresh)
-            if fresh:
-                self._idle[key] = fresh
-            else:
-                del self._idle[key]
-
-    def close(self) -> None:
-        """Close the idle connections; busy ones are closed when released."""
-        with self._cond:
-            self._closed = True
-            idle = [c for connections in self._idle.values() for c in connections]
-            self._idle.clear()
-            self._open -= len(idle)
-            self._cond.notify_all()
-        for connection in idle:
-            connection.close()
 
 
 class Fetcher:
@@ -316,7 +162,8 @@ class Fetcher:
         verify: ``True`` (certifi's CA bundle), an :class:`ssl.SSLContext`, or ``False``
             (no certificate verification: tests only).
         user_agent: the ``User-Agent`` header.
-        max_connections: connections pooled at most (all hosts together).
+        max_connections: connections open at most (all hosts together), in each of the two
+            pools (fetches limited to allowed addresses, the others).
     """
 
     def __init__(
@@ -342,7 +189,18 @@ class Fetcher:
         else:
             context = _ssl_context(verify)
             context.set_alpn_protocols(["http/1.1"])
-        self._pool = _Pool(PolicyBackend(policy), context, max_connections, timeout)
+        backend = PolicyBackend(policy)
+        # by allowed_only: a connection opened under the looser rule never serves the stricter
+        self._pools = {
+            only: httpcore.ConnectionPool(
+                ssl_context=context,
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=_KEEPALIVE,
+                network_backend=backend,
+            )
+            for only in (False, True)
+        }
         # check_url is a pure function of the URL, require_https and the (frozen) policy:
         # its answers are remembered per policy object, refusals are not
         self._routes: dict[tuple[str, bool], _Route] = {}
@@ -398,24 +256,23 @@ class Fetcher:
         route = self._route(url, require_https)
         target = _target(route.checked, params)
         fetched = route.origin + target
+        only = route.checked.allowed_only
+        pool = self._pools[only]
+        headers = [
+            (b"Host", route.host_header),
+            (b"Accept", accept.encode("ascii")),
+            (b"Accept-Encoding", b"identity"),
+            (b"User-Agent", self._user_agent),
+        ]
+        url_parts = httpcore.URL(
+            scheme=route.scheme, host=route.host, port=route.checked.port, target=target.encode()
+        )
         try:
-            with deadline(self.timeout, allowed_only=route.checked.allowed_only):
-                # h11 validates the request (header values included) before any connection
-                request = h11.Request(
-                    method=b"GET",
-                    target=target.encode("ascii"),
-                    headers=[
-                        (b"Host", route.host),
-                        (b"Accept", accept.encode("ascii")),
-                        (b"Accept-Encoding", b"identity"),
-                        (b"User-Agent", self._user_agent),
-                    ],
-                )
-                key = route.key
+            with deadline(self.timeout, allowed_only=only):
                 try:
-                    return self._get(key, request, fetched, limit)
-                except ClosedUnderUse:  # closed locally under us: not the peer's fault
-                    return self._get(key, request, fetched, limit)
+                    return self._get(pool, url_parts, headers, fetched, limit)
+                except ClosedUnderUse:  # the pool closed our connection: not the peer's fault
+                    return self._get(pool, url_parts, headers, fetched, limit)
         except ResolutionError:
             raise  # AddressRefusedError included: its message already names the host
         except TLSFailure as exc:
@@ -427,24 +284,38 @@ class Fetcher:
             ) from None
         except httpcore.ConnectError:
             raise ResolutionError(f"GET {_shown(fetched)}: connection failed") from None
-        except (httpcore.ProtocolError, h11.ProtocolError):
+        except httpcore.ProtocolError:
             raise ResolutionError(f"GET {_shown(fetched)}: invalid HTTP response") from None
-        except httpcore.NetworkError:
+        except (httpcore.NetworkError, httpcore.UnsupportedProtocol):
             raise ResolutionError(f"GET {_shown(fetched)}: network error") from None
 
-    def _get(self, key: _Key, request: h11.Request, fetched: str, limit: int) -> FetchResponse:
-        connection = self._pool.acquire(key)
-        reusable = False
+    def _get(
+        self,
+        pool: httpcore.ConnectionPool,
+        url: httpcore.URL,
+        headers: list[tuple[bytes, bytes]],
+        fetched: str,
+        limit: int,
+    ) -> FetchResponse:
+        left = time_left(self.timeout)  # also bounds the wait for a pooled connection
+        request = httpcore.Request(
+            b"GET",
+            url,
+            headers=headers,
+            # only the timeouts: no "sni_hostname" or other override reaches the pool
+            extensions={"timeout": {"connect": left, "read": left, "write": left, "pool": left}},
+        )
+        response = pool.handle_request(request)
         try:
-            response, reusable = _exchange(connection, request, fetched, limit)
-            return response
+            return _read(response, fetched, limit)
         finally:
-            self._pool.release(connection, reusable=reusable)
+            response.close()  # a body not read to its end closes the connection
 
     def close(self) -> None:
         """Close pooled connections; :meth:`get` raises RuntimeError afterwards."""
         self._closed = True
-        self._pool.close()
+        for pool in self._pools.values():
+            pool.close()
 
     def __enter__(self) -> Fetcher:
         return self
@@ -458,39 +329,9 @@ class Fetcher:
         self.close()
 
 
-def _next_event(
-    state: h11.Connection, stream: httpcore.NetworkStream
-) -> h11.Event | type[h11.PAUSED]:
-    """The next event from the server, reading as needed (each read within the deadline)."""
-    while True:
-        event = state.next_event()
-        if event is not h11.NEED_DATA:
-            return cast("h11.Event | type[h11.PAUSED]", event)
-        data = stream.read(_READ_SIZE)
-        if not data and state.their_state is h11.SEND_RESPONSE:
-            raise httpcore.RemoteProtocolError("server disconnected without a response")
-        state.receive_data(data)
-
-
-def _exchange(
-    connection: _Connection, request: h11.Request, fetched: str, limit: int
-) -> tuple[FetchResponse, bool]:
-    """Send ``request``, read and check the response; (response, connection reusable)."""
-    state, stream = connection.h11, connection.stream
-    data = state.send(request) + state.send(h11.EndOfMessage())
-    try:
-        stream.write(data)
-    except ClosedUnderUse:
-        raise
-    except httpcore.WriteError:
-        pass  # as httpcore: the server may have answered and closed; read what it sent
-    while True:
-        event = _next_event(state, stream)
-        if isinstance(event, h11.Response):
-            break
-        if not isinstance(event, h11.InformationalResponse):  # 1xx are skipped
-            raise httpcore.RemoteProtocolError("no response")
-    status = event.status_code
+def _read(response: httpcore.Response, fetched: str, limit: int) -> FetchResponse:
+    """Check ``response`` (status, coding, declared size) and read its body up to the cap."""
+    status = response.status
     if 300 <= status < 400:
         raise ResolutionError(f"GET {_shown(fetched)}: HTTP {status} redirect not followed")
     ok = 200 <= status < 300
@@ -498,7 +339,7 @@ def _exchange(
     content_type: list[bytes] = []
     encoding: list[bytes] = []
     declared: list[bytes] = []
-    for name, value in event.headers.raw_items():
+    for name, value in response.headers:
         lowered = name.lower()
         if lowered == b"content-type":
             content_type.append(value)
@@ -512,38 +353,27 @@ def _exchange(
         length = b", ".join(declared).strip()
         if not length.isdigit() or int(length) > limit:
             raise ResolutionError(f"GET {_shown(fetched)}: response larger than {limit} bytes")
+    stream = response.stream
+    if not isinstance(stream, Iterable):  # the sync pool returns sync streams
+        raise httpcore.ProtocolError("unexpected asynchronous response stream")
     body = bytearray()
-    complete = False
-    while True:
-        event = _next_event(state, stream)
-        if isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > cap:
-                if ok:
-                    raise ResolutionError(
-                        f"GET {_shown(fetched)}: response larger than {limit} bytes"
-                    )
-                del body[cap:]
-                break
-        elif isinstance(event, h11.EndOfMessage):
-            complete = True
+    for chunk in stream:
+        body += chunk
+        if len(body) > cap:
+            if ok:
+                raise ResolutionError(f"GET {_shown(fetched)}: response larger than {limit} bytes")
+            del body[cap:]
             break
-        else:
-            raise httpcore.RemoteProtocolError("unexpected event in a response body")
-    reusable = complete and state.our_state is h11.DONE and state.their_state is h11.DONE
-    if reusable:
-        state.start_next_cycle()
-    response = FetchResponse(
+    return FetchResponse(
         status,
         _decode(b", ".join(content_type)) if content_type else None,
         bytes(body),
         fetched,
     )
-    return response, reusable
 
 
 def _decode(value: bytes) -> str:
-    """A header value as text: ASCII, else UTF-8, else Latin-1 (httpx's order)."""
+    """A header value as text: ASCII, else UTF-8, else Latin-1 (the order httpx uses)."""
     for codec in ("ascii", "utf-8"):
         try:
             return value.decode(codec)
