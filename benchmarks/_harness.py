@@ -55,6 +55,22 @@ __all__ = [
 ]
 
 
+def _calibrate(
+    fn: Callable[[], Any], clock: Callable[[], float], at_least: float
+) -> tuple[int, float]:
+    """``(n, seconds)``: the first doubling of ``n`` calls of ``fn`` that takes ``at_least``
+    seconds on ``clock`` (or ``n`` reaching 2**24), and how long it took."""
+    n = 1
+    while True:
+        start = clock()
+        for _ in range(n):
+            fn()
+        elapsed = clock() - start
+        if elapsed >= at_least or n >= 1 << 24:
+            return n, elapsed
+        n *= 2
+
+
 def rate(
     fn: Callable[[], Any], seconds: float = 1.0, clock: Callable[[], float] = time.perf_counter
 ) -> float:
@@ -63,15 +79,7 @@ def rate(
     ``clock`` is :func:`time.perf_counter` (wall time); pass :func:`time.process_time` to
     count only this process's CPU time (robust to other processes on a busy machine).
     """
-    n = 1
-    while True:
-        start = clock()
-        for _ in range(n):
-            fn()
-        elapsed = clock() - start
-        if elapsed >= 0.1 or n >= 1 << 24:
-            break
-        n *= 2
+    n, elapsed = _calibrate(fn, clock, 0.1)
     total = max(1, int(n * seconds / max(elapsed, 1e-9)))
     start = clock()
     for _ in range(total):
@@ -108,15 +116,7 @@ def burst(
     function returns the rate of that burst (``per_call`` operations per ``fn`` call:
     e.g. 32 cosigns per ``cosign_many`` batch).
     """
-    n = 1
-    while True:
-        start = clock()
-        for _ in range(n):
-            fn()
-        elapsed = clock() - start
-        if elapsed >= 0.05 or n >= 1 << 24:
-            break
-        n *= 2
+    n, elapsed = _calibrate(fn, clock, 0.05)
     calls = max(1, round(n * seconds / max(elapsed, 1e-9)))
 
     def run() -> float:
