@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import importlib.util
 import multiprocessing as mp
 import os
@@ -51,13 +50,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _harness import Paired, Row, burst, emit, environment, paired, quantile
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from holdca import __version__
 from holdca.net import AddressPolicy, Fetcher
+from holdca.testing.tls import TestPKI
 
 BENCH = "fetch"
 NAME = "pds.bench.example"
@@ -132,62 +128,12 @@ def _listen() -> socket.socket:
     return sock
 
 
-def _pki(directory: Path) -> tuple[ssl.SSLContext, str, str]:
-    """A throwaway CA (its client context) and a server certificate for NAME (files)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench_fetch CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME)]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    client = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
-    return client, str(cert_path), str(key_path)
-
-
 @contextlib.contextmanager
 def server(body: int, directory: Path) -> Iterator[tuple[int, int, ssl.SSLContext]]:
     """Start the server process; yields (http port, https port, client TLS context)."""
-    client, cert, key = _pki(directory)
+    pki = TestPKI(name="bench_fetch CA")
+    cert_path, key_path = pki.server_files(directory, NAME)
+    client, cert, key = pki.client_context(), str(cert_path), str(key_path)
     reply = (
         f"HTTP/1.1 200 OK\r\nContent-Type: {ACCEPT}\r\nContent-Length: {body}\r\n\r\n".encode()
         + os.urandom(body)

@@ -7,8 +7,6 @@ that not even a connection attempt was made.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import socket
 import ssl
 import subprocess
@@ -20,14 +18,11 @@ from pathlib import Path
 
 import httpcore
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 import holdca
 from holdca.errors import AddressRefusedError, ResolutionError
 from holdca.net import ERROR_BODY_LIMIT, AddressPolicy, Fetcher, _backend, fetch
+from holdca.testing.tls import TestPKI
 from tests.net.conftest import (
     OK,
     Listener,
@@ -350,7 +345,7 @@ def test_the_pool_passes_the_url_host_to_the_backend(
 
     monkeypatch.setattr(_backend.PolicyBackend, "connect_tcp", connect_tcp)
     monkeypatch.setattr(_backend._Stream, "start_tls", start_tls)
-    pki = _TestPKI()
+    pki = TestPKI()
     server = listen(OK, tls=pki.server_context(NAME))
     fetcher = fetchers(
         AddressPolicy.parse("127.0.0.0/8", resolve=Resolver({NAME: ["127.0.0.1"]})),
@@ -774,80 +769,12 @@ def test_core_does_not_import_holdca_net() -> None:
 # --- TLS -----------------------------------------------------------------------------------
 
 
-class _TestPKI:
-    """A throwaway CA and server certificates for made-up names."""
-
-    def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "holdca test CA")])
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        self._dir: Path | None = None
-
-    def client_context(self) -> ssl.SSLContext:
-        pem = self.cert.public_bytes(serialization.Encoding.PEM).decode()
-        return ssl.create_default_context(cadata=pem)
-
-    def server_context(self, *names: str, ips: tuple[str, ...] = ()) -> ssl.SSLContext:
-        import tempfile  # noqa: PLC0415
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
-        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "server")]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        with tempfile.TemporaryDirectory() as directory:
-            cert_path, key_path = Path(directory, "cert.pem"), Path(directory, "key.pem")
-            cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-            key_path.write_bytes(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(cert_path, key_path)
-        return context
-
-
 @pytest.fixture(scope="module")
-def pki() -> _TestPKI:
-    return _TestPKI()
+def pki() -> TestPKI:
+    return TestPKI()
 
 
-def _tls_fetcher(pki: _TestPKI, fetchers: Callable[..., Fetcher]) -> Fetcher:
+def _tls_fetcher(pki: TestPKI, fetchers: Callable[..., Fetcher]) -> Fetcher:
     resolver = Resolver({NAME: ["127.0.0.1"], "other.test.example": ["127.0.0.1"]})
     return fetchers(
         AddressPolicy.parse("127.0.0.0/8", resolve=resolver), verify=pki.client_context()
@@ -855,7 +782,7 @@ def _tls_fetcher(pki: _TestPKI, fetchers: Callable[..., Fetcher]) -> Fetcher:
 
 
 def test_tls_to_a_name_mapped_to_loopback(
-    pki: _TestPKI, listen: Listen, fetchers: Callable[..., Fetcher], net_guard: NetGuard
+    pki: TestPKI, listen: Listen, fetchers: Callable[..., Fetcher], net_guard: NetGuard
 ) -> None:
     server = listen(OK, tls=pki.server_context(NAME))
     got = _tls_fetcher(pki, fetchers).get(f"https://{NAME}:{server.port}/x", limit=9, accept="*/*")
@@ -866,7 +793,7 @@ def test_tls_to_a_name_mapped_to_loopback(
 
 
 def test_a_tls_connection_is_reused(
-    pki: _TestPKI, listen: Listen, fetchers: Callable[..., Fetcher]
+    pki: TestPKI, listen: Listen, fetchers: Callable[..., Fetcher]
 ) -> None:
     server = listen(OK, tls=pki.server_context(NAME))
     fetcher = _tls_fetcher(pki, fetchers)
@@ -887,7 +814,7 @@ def test_tls_verifies_the_name_not_the_ip(
     names: tuple[str, ...],
     ips: tuple[str, ...],
     url_host: str,
-    pki: _TestPKI,
+    pki: TestPKI,
     listen: Listen,
     fetchers: Callable[..., Fetcher],
 ) -> None:
@@ -899,15 +826,15 @@ def test_tls_verifies_the_name_not_the_ip(
 
 
 def test_tls_with_an_untrusted_ca(
-    pki: _TestPKI, listen: Listen, fetchers: Callable[..., Fetcher]
+    pki: TestPKI, listen: Listen, fetchers: Callable[..., Fetcher]
 ) -> None:
-    server = listen(OK, tls=_TestPKI().server_context(NAME))
+    server = listen(OK, tls=TestPKI().server_context(NAME))
     with pytest.raises(ResolutionError, match="certificate verification failed"):
         _tls_fetcher(pki, fetchers).get(f"https://{NAME}:{server.port}/", limit=9, accept="*/*")
 
 
 def test_tls_to_a_plain_http_server(
-    listen: Listen, pki: _TestPKI, fetchers: Callable[..., Fetcher]
+    listen: Listen, pki: TestPKI, fetchers: Callable[..., Fetcher]
 ) -> None:
     server = listen(OK, greeting=OK)  # answers the ClientHello with plain HTTP
     with pytest.raises(ResolutionError, match="TLS failed"):
