@@ -364,6 +364,31 @@ def test_json_depth_is_checked_before_parsing_and_strings_do_not_count() -> None
         assert "deeper" not in message(in_string)
 
 
+def test_an_unclosed_string_of_escaped_quotes_is_refused_at_once() -> None:
+    """A body that opens a string of escaped quotes and never closes it.
+
+    Old code: the depth check's string regex backtracked from every quote, quadratic in
+    the body (32 KB took 8.8 s, holding the GIL: the whole server stalled; 250 KB would take
+    minutes). Now it is linear and the JSON parser refuses the body.
+    """
+    with serve_hold(**NO_AUTH) as served:
+        attack = b'{"userDid": "' + b'\\"' * (125 * 1024)
+        start = time.monotonic()
+        r = served.http.post(URL, content=attack)
+        assert (r.status_code, r.json()["error"]) == (400, "InvalidRequest")
+        assert time.monotonic() - start < 5  # not a speed goal: the server must not hang
+        assert served.http.get("/ca.crt").status_code == 200
+
+
+def test_duplicate_keys_are_refused() -> None:
+    """A proxy and the hold must not read one body two ways (old code: the last key won)."""
+    with serve_hold(**NO_AUTH) as served:
+        for text in ('{"userDid": "did:plc:a", "userDid": "did:plc:b"}', '{"size": NaN}'):
+            r = served.http.post(URL, content=text.encode())
+            assert (r.status_code, r.json()["error"]) == (400, "InvalidRequest")
+            assert "not valid JSON" in r.json()["message"]
+
+
 def test_every_error_is_an_xrpc_json_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """500 from an unexpected exception too, without its details (old code: text/plain)."""
     with serve_hold(**NO_AUTH) as served:
