@@ -64,6 +64,7 @@ _FORBIDDEN_TYPES: Final = frozenset({"at+jwt", "refresh+jwt", "dpop+jwt"})
 _SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]+")
 _JTI: Final = re.compile(r"[\x21-\x7e]{1,128}")
 _NSID_MAX: Final = 317
+_MAX_TIME: Final = 253402300800  # 10000-01-01T00:00:00Z: datetime cannot go past year 9999
 
 
 def _fail(message: str, error: str = "BadJwt") -> AuthenticationError:
@@ -91,7 +92,7 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
 
 def _time(payload: dict[str, Any], claim: str) -> datetime:
     value = payload.get(claim)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 2**40:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < _MAX_TIME:
         raise _fail(f"jwt lacks a numeric {claim!r} claim")
     return datetime.fromtimestamp(value, UTC)
 

@@ -89,6 +89,9 @@ def test_a_well_formed_token_is_accepted(curve: str) -> None:
         ({"iss": "did:web:hold.example.com#bsky_appview"}, None, "BadJwtIss"),
         ({"iss": "did:key:zQ3shXjHeiBuRCKmM36cuYnm7YEMzhGnCmCyW92sRJ9pribSF"}, None, "BadJwtIss"),
         ({"exp": "soon"}, None, "BadJwt"),
+        ({"exp": 2**39}, None, "BadJwt"),  # past year 9999 (old code: ValueError, a 500)
+        ({"iat": 2**39}, None, "BadJwt"),
+        ({"exp": 1e300}, None, "BadJwt"),
         ({"jti": "x" * 500}, None, "BadJwt"),
     ],
 )
