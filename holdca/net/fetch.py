@@ -180,7 +180,7 @@ class Fetcher:
             raise ValueError("timeout must be positive")
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
-        self.policy = policy
+        self._policy = policy
         self.timeout = timeout
         self._closed = False
         self._user_agent = user_agent.encode("ascii")
@@ -202,20 +202,20 @@ class Fetcher:
             for only in (False, True)
         }
         # check_url is a pure function of the URL, require_https and the (frozen) policy:
-        # its answers are remembered per policy object, refusals are not
+        # its answers are remembered, refusals are not
         self._routes: dict[tuple[str, bool], _Route] = {}
-        self._routes_policy = policy
+
+    @property
+    def policy(self) -> AddressPolicy:
+        """The address policy (fixed: the connections' backend holds the same one)."""
+        return self._policy
 
     def _route(self, url: str, require_https: bool) -> _Route:
         """:meth:`AddressPolicy.check_url` of ``url``, remembered."""
-        policy = self.policy
-        if policy is self._routes_policy:
-            route = self._routes.get((url, require_https))
-            if route is not None:
-                return route
-        route = _Route.of(policy.check_url(url, require_https=require_https))
-        if policy is not self._routes_policy:  # the policy attribute was replaced
-            self._routes, self._routes_policy = {}, policy
+        route = self._routes.get((url, require_https))
+        if route is not None:
+            return route
+        route = _Route.of(self._policy.check_url(url, require_https=require_https))
         if len(url) <= _ROUTE_URL_LENGTH:
             if len(self._routes) >= _ROUTES:
                 self._routes = {}
