@@ -18,12 +18,12 @@ Rules (atproto spec did "DID Documents"):
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from holdca._json import strict_json
 from holdca.atproto.did import validate_did
 from holdca.atproto.didkey import PublicKey, parse_legacy_multibase, parse_multikey
 from holdca.errors import DIDDocumentError, DIDSyntaxError
@@ -125,10 +125,7 @@ def parse_did_document(data: bytes | str | Mapping[str, Any], did: str) -> DIDDo
     if isinstance(data, bytes | bytearray | str):
         if len(data) > MAX_DID_DOCUMENT_SIZE:
             raise DIDDocumentError(f"DID document larger than {MAX_DID_DOCUMENT_SIZE} bytes")
-        try:
-            doc = json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            raise DIDDocumentError("DID document is not valid JSON") from exc
+        doc = strict_json(data, "DID document", DIDDocumentError)  # no duplicate keys
     else:
         doc = data
     if not isinstance(doc, Mapping):

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Final, NoReturn
 from urllib.parse import unquote
 
+from holdca._json import strict_json
 from holdca.atproto.car import DEFAULT_CAR_LIMITS
 from holdca.atproto.did import did_method, validate_account_did, validate_did, web_did_host
 from holdca.atproto.diddoc import MAX_DID_DOCUMENT_SIZE
@@ -249,12 +250,7 @@ class HTTPResolver:
         )
         if response.status != 200:
             self._refuse(identity, response, "the latest commit")
-        try:
-            answer = json.loads(response.body)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise MalformedInputError(
-                "getLatestCommit answered something that is not JSON"
-            ) from None
+        answer = strict_json(response.body, "getLatestCommit answer", MalformedInputError)
         if not isinstance(answer, dict) or not all(
             isinstance(answer.get(k), str) for k in ("cid", "rev")
         ):

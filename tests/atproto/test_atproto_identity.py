@@ -125,6 +125,18 @@ def test_malformed_documents(raw: bytes) -> None:
         parse_did_document(raw, "did:plc:6boi5tm4syehwjst6cei357y")
 
 
+def test_a_document_with_a_duplicate_key_is_refused() -> None:
+    """Two ``verificationMethod`` arrays: parsers keeping the first or the last would see
+    different keys, so neither is trusted (old code: the last one won)."""
+    repo, other = TestRepo.create(), TestRepo.create()
+    doc = json.loads(repo.did_document())
+    methods = json.dumps(json.loads(other.did_document())["verificationMethod"])
+    raw = repo.did_document().rstrip()[:-1] + b', "verificationMethod": ' + methods.encode() + b"}"
+    assert json.loads(raw)["verificationMethod"] != doc["verificationMethod"]
+    with pytest.raises(DIDDocumentError, match="duplicate"):
+        parse_did_document(raw, repo.did)
+
+
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=30),
     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=20), c, max_size=4),

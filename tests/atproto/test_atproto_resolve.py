@@ -313,6 +313,10 @@ def test_pds_errors(server: Server) -> None:
     server.static("/xrpc/com.atproto.sync.getLatestCommit", b'{"cid": 1}')
     with pytest.raises(MalformedInputError, match="cid"):
         resolver.get_latest_commit(identity)
+    twice = b'{"cid": "bafyreia", "rev": "3l2", "rev": "3l3"}'  # which rev? neither
+    server.static("/xrpc/com.atproto.sync.getLatestCommit", twice)
+    with pytest.raises(MalformedInputError, match="duplicate"):
+        resolver.get_latest_commit(identity)
 
 
 def test_missing_pds_endpoint(server: Server) -> None:
