@@ -27,11 +27,9 @@ Example::
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
-from holdca.atproto.identity import Identity, Resolver
+from holdca.atproto.identity import Resolver
 from holdca.atproto.serviceauth import (
     DEFAULT_CLOCK_SKEW,
     DEFAULT_MAX_LIFETIME,
@@ -41,21 +39,15 @@ from holdca.atproto.serviceauth import (
 )
 from holdca.errors import (
     AuthenticationError,
-    DIDDeactivatedError,
-    LedgerError,
     MalformedInputError,
     ReplayError,
     ResolutionError,
     VerificationError,
 )
 from holdca.hold.ledger import IssuanceLedger
-
-if TYPE_CHECKING:
-    from holdca.hold.watch import DIDObserver
+from holdca.hold.watch import DIDObserver, resolve_observed
 
 __all__ = ["ServiceAuth", "bearer_token"]
-
-_log = logging.getLogger("holdca.hold")
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -125,7 +117,7 @@ class ServiceAuth:
             try:
                 verify_token_signature(token, identity.signing_key)
             except AuthenticationError:
-                fresh = self._resolve_fresh(iss, now)
+                fresh = resolve_observed(self.resolver, iss, self.observer, now=now)
                 if fresh.same_keys(identity):
                     raise
                 verify_token_signature(token, fresh.signing_key)
@@ -142,21 +134,6 @@ class ServiceAuth:
         if not self.ledger.use_token(token.replay_key, expires_at=token.exp, now=now):
             raise ReplayError("this jwt was already used (its jti was seen before)")
         return iss
-
-    def _resolve_fresh(self, did: str, now: datetime) -> Identity:
-        """Resolve ``did`` anew and tell the observer what it showed."""
-        if self.observer is None:
-            return self.resolver.resolve(did, fresh=True)
-        try:
-            identity = self.resolver.resolve(did, fresh=True)
-        except DIDDeactivatedError as exc:
-            try:
-                self.observer.gone(did, exc, now=now)
-            except LedgerError as failure:  # refused anyway: the DID is deactivated
-                _log.warning("could not record that %s is deactivated: %s", did, failure)
-            raise
-        self.observer.seen(identity, now=now)
-        return identity
 
     def __repr__(self) -> str:
         return f"<ServiceAuth aud={self.audience}>"

@@ -36,10 +36,9 @@ present at the current commit: no age allowance.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from holdca.atproto.identity import Identity, Resolver, rev_time
 from holdca.atproto.record import MANIFEST_NSID
@@ -47,17 +46,11 @@ from holdca.atproto.syntax import parse_record_uri
 from holdca.atproto.verify import VerifiedRecord, verify_record_proof
 from holdca.errors import (
     ATURIError,
-    DIDDeactivatedError,
-    LedgerError,
     RecordMismatchError,
     SignatureInvalidError,
 )
+from holdca.hold.watch import DIDObserver, resolve_observed
 from holdca.notation import Descriptor
-
-if TYPE_CHECKING:
-    from holdca.hold.watch import DIDObserver
-
-_log = logging.getLogger("holdca.hold")
 
 __all__ = ["DEFAULT_CLOCK_SKEW", "GateResult", "TrustGate", "check_binding"]
 
@@ -212,18 +205,9 @@ class TrustGate:
 
     def _resolve(self, did: str, *, fresh: bool, now: datetime) -> Identity:
         """Resolve ``did``; report a fresh resolution (or a deactivation) to the observer."""
-        if not fresh or self.observer is None:
-            return self.resolver.resolve(did, fresh=fresh)
-        try:
-            identity = self.resolver.resolve(did, fresh=True)
-        except DIDDeactivatedError as exc:
-            try:
-                self.observer.gone(did, exc, now=now)
-            except LedgerError as failure:
-                _log.warning("could not record that %s is deactivated: %s", did, failure)
-            raise
-        self.observer.seen(identity, now=now)
-        return identity
+        if not fresh:
+            return self.resolver.resolve(did)
+        return resolve_observed(self.resolver, did, self.observer, now=now)
 
     def _check(
         self, car: bytes, identity: Identity, record_uri: str, descriptor: Descriptor

@@ -61,6 +61,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -69,7 +70,7 @@ from datetime import datetime
 from typing import Any, Final, Literal, Protocol, get_args
 
 from holdca.atproto.identity import Identity, Resolver
-from holdca.errors import DIDDeactivatedError, HoldCAError
+from holdca.errors import DIDDeactivatedError, HoldCAError, LedgerError
 from holdca.hold.audit import AuditLog
 from holdca.hold.ledger import DIDState, IssuanceLedger, Revocation, serial_hex
 
@@ -83,7 +84,10 @@ __all__ = [
     "OnChange",
     "Revoker",
     "SweepReport",
+    "resolve_observed",
 ]
+
+_log = logging.getLogger("holdca.hold")
 
 OnChange = Literal["revoke", "flag", "ignore"]
 """What the hold does about a DID change (``HOLD_ON_DID_CHANGE``)."""
@@ -118,6 +122,32 @@ class DIDObserver(Protocol):
     def gone(self, did: str, error: DIDDeactivatedError, *, now: datetime) -> object:
         """A fresh resolution of ``did`` raised ``error`` (tombstoned, document gone)."""
         ...
+
+
+def resolve_observed(
+    resolver: Resolver, did: str, observer: DIDObserver | None, *, now: datetime
+) -> Identity:
+    """Resolve ``did`` afresh and tell ``observer`` (if any) what the resolution showed.
+
+    The one place where the trust gate and service auth report their fresh resolutions.
+
+    Raises:
+        Whatever ``resolver.resolve`` raises; DIDDeactivatedError only after ``observer.gone``
+        heard of it (a LedgerError from recording that is logged, not raised: the DID is
+        refused anyway). LedgerError: ``observer.seen`` could not record the identity.
+    """
+    if observer is None:
+        return resolver.resolve(did, fresh=True)
+    try:
+        identity = resolver.resolve(did, fresh=True)
+    except DIDDeactivatedError as exc:
+        try:
+            observer.gone(did, exc, now=now)
+        except LedgerError as failure:
+            _log.warning("could not record that %s is deactivated: %s", did, failure)
+        raise
+    observer.seen(identity, now=now)
+    return identity
 
 
 @dataclass(frozen=True)
