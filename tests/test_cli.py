@@ -99,6 +99,18 @@ def test_missing_configuration_names_the_variable(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["init", "crl"])
+def test_a_broken_hold_json_is_a_configuration_error(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every command reads hold.json the same way (old code: init said "internal error")."""
+    (tmp_path / "hold.json").write_text("{broken")
+    code, _, err = run(capsys, command, "--home", str(tmp_path))
+    assert code == 2
+    assert "hold.json: not a readable JSON file" in err
+    assert (tmp_path / "hold.json").read_text() == "{broken"  # nothing overwritten
+
+
 @pytest.fixture
 def home(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     h = tmp_path / "hold"

@@ -23,9 +23,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     if home is not None:
         home.mkdir(parents=True, exist_ok=True)
         settings = home / "hold.json"
-        stored: dict[str, str] = {}
-        if settings.is_file():
-            stored = json.loads(settings.read_text(encoding="utf-8"))
+        stored = c.stored_settings(home)
         given = {
             "HOLD_DID": args.did,
             "HOLD_SUBJECT_C": args.country,

@@ -31,6 +31,7 @@ __all__ = [
     "parse_time",
     "pem",
     "read",
+    "stored_settings",
 ]
 
 
@@ -63,6 +64,24 @@ def home(args: argparse.Namespace) -> Path | None:
     return Path(directory) if directory else None
 
 
+def stored_settings(directory: Path) -> dict[str, str]:
+    """The settings saved in ``directory/hold.json`` by ``holdca init`` (none: empty).
+
+    Raises:
+        ConfigError: the file is not readable JSON, or not a JSON object.
+    """
+    settings = directory / "hold.json"
+    if not settings.is_file():
+        return {}
+    try:
+        stored = json.loads(settings.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{settings}: not a readable JSON file ({exc})") from None
+    if not isinstance(stored, dict):
+        raise ConfigError(f"{settings}: must be a JSON object")
+    return {str(k): str(v) for k, v in stored.items()}
+
+
 def environment(args: argparse.Namespace) -> dict[str, str]:
     """The ``HOLD_*`` settings: the hold directory's paths and ``hold.json``, then the
     environment (which wins)."""
@@ -72,15 +91,7 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
         env["HOLD_CA_CERT_PATH"] = str(directory / "ca.crt")
         env["HOLD_CA_KEY_PATH"] = str(directory / "keys")
         env["HOLD_LEDGER_PATH"] = str(directory / "ledger.sqlite3")
-        settings = directory / "hold.json"
-        if settings.is_file():
-            try:
-                stored = json.loads(settings.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"{settings}: not a readable JSON file ({exc})") from None
-            if not isinstance(stored, dict):
-                raise ConfigError(f"{settings}: must be a JSON object")
-            env.update({str(k): str(v) for k, v in stored.items()})
+        env.update(stored_settings(directory))
     env.update({k: v for k, v in os.environ.items() if k.startswith("HOLD_")})
     return env
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from holdca.cli import common as c
 from holdca.errors import ConfigError
@@ -38,13 +39,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     metrics = instrument(ca)  # before create_app: service auth uses the timed resolver
     alerts_from_config(config, ca.ledger, audit)
-    limits = ServerLimits(max_connections=args.max_connections, header_timeout=args.header_timeout)
+    # only what the operator gave: the rest are the server's own defaults
+    limits = ServerLimits(**_given(args, "max_connections", "header_timeout"))
     app = create_app(
-        ca,
-        insecure_no_auth=insecure,
-        max_body=args.max_body,
-        body_timeout=args.body_timeout,
-        metrics=metrics,
+        ca, insecure_no_auth=insecure, metrics=metrics, **_given(args, "max_body", "body_timeout")
     )
     if insecure:
         print(
@@ -62,6 +60,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options among ``names`` given on the command line."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from holdca.demo import run_demo
 
@@ -76,12 +79,10 @@ def register(
     p = add("serve", _cmd_serve, "run the reference XRPC server (needs holdca[server])")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--max-body", type=int, default=256 * 1024, help="request body limit (bytes)")
-    p.add_argument("--max-connections", type=int, default=512, help="beyond it: 503")
-    p.add_argument(
-        "--header-timeout", type=float, default=10.0, help="seconds to send a request head"
-    )
-    p.add_argument("--body-timeout", type=float, default=10.0, help="seconds to send a body")
+    p.add_argument("--max-body", type=int, help="request body limit (bytes; default 256 KiB)")
+    p.add_argument("--max-connections", type=int, help="beyond it: 503 (default 512)")
+    p.add_argument("--header-timeout", type=float, help="seconds to send a request head (10)")
+    p.add_argument("--body-timeout", type=float, help="seconds to send a body (default 10)")
     p.add_argument(
         "--insecure-no-auth",
         action="store_true",
