@@ -54,7 +54,7 @@ Example::
 
     metrics = instrument(ca)                 # before create_app: auth uses the timed resolver
     detector = alerts_from_config(config, ca.ledger, ca.audit)
-    app = create_app(ca, metrics=metrics)    # or: install_metrics(app, metrics)
+    app = create_app(ca, metrics=metrics)    # /metrics, and the OCSP and CRL outcomes
 """
 
 from __future__ import annotations
@@ -81,8 +81,6 @@ from holdca.pki import ocsp_error_response
 from holdca.server.timing import TimedLedger, TimedResolver
 
 if TYPE_CHECKING:
-    from starlette.applications import Starlette
-
     from holdca.hold.service import HoldCA
 
 __all__ = [
@@ -91,7 +89,6 @@ __all__ = [
     "OCSP_OUTCOMES",
     "HoldMetrics",
     "OCSPAnswerer",
-    "install_metrics",
     "instrument",
 ]
 
@@ -420,8 +417,3 @@ def instrument(ca: HoldCA, metrics: HoldMetrics | None = None) -> HoldMetrics:
     if ca.gate is not None and not isinstance(ca.gate.resolver, TimedResolver):
         ca.gate.resolver = TimedResolver(ca.gate.resolver, metrics)
     return metrics
-
-
-def install_metrics(app: Starlette, metrics: HoldMetrics, path: str = METRICS_PATH) -> None:
-    """Add ``GET <path>`` serving ``metrics`` to an app built by ``create_app``."""
-    app.router.routes.append(metrics.route(path))
