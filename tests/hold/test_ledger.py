@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sqlite3
 import threading
 import time
@@ -206,6 +207,64 @@ def test_threads_share_one_ledger(tmp_path: Path) -> None:
         t.join()
     assert errors == []
     assert led.count() == 16 * 50
+    led.close()
+
+
+def _open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_threads_that_come_and_go_do_not_leave_connections_open(tmp_path: Path) -> None:
+    """The server reads from a thread pool whose idle threads exit (anyio: after 10 s).
+
+    Old code: one reader connection per thread that ever read, closed only with the
+    ledger (200 short-lived threads left 200 connections and about 400 files open).
+    """
+    led = SQLiteLedger(tmp_path / "l.db")
+    led.record_issuance(record(1))
+    before = _open_files()
+    for _ in range(200):
+        t = threading.Thread(target=led.count)
+        t.start()
+        t.join()
+    assert _open_files() - before <= 4  # one reader connection (its db and WAL files)
+    assert led.count() == 1
+    led.close()
+
+
+def test_token_checks_in_one_process_queue_behind_group_commits(tmp_path: Path) -> None:
+    """use_token's connection waits on the write lock, not in SQLite's busy handler.
+
+    Old code: with a writer committing in a loop, use_token spun in the busy handler and,
+    past ``busy_timeout``, failed with "database is locked" (a 503 for authentication).
+    """
+    led = SQLiteLedger(tmp_path / "l.db", busy_timeout=0.01)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        serial = 0
+        while not stop.is_set():
+            serial += 1
+            try:
+                led.record_issuance(record(serial))
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        used = [
+            led.use_token(f"jti-{i}", expires_at=T0 + timedelta(minutes=5), now=T0)
+            for i in range(300)
+        ]
+    finally:
+        stop.set()
+        thread.join()
+    assert used == [True] * 300
+    assert errors == []
     led.close()
 
 

@@ -108,8 +108,8 @@ class SQLiteLedger:
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending] = []  # issuances waiting for the next group commit
         self._readers_lock = threading.Lock()
-        self._readers: list[sqlite3.Connection] = []
-        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []  # every reader connection, for close()
+        self._idle_readers: list[sqlite3.Connection] = []  # those no read is using now
         self._closed = False
         conn = self._connect()
         self._conn: sqlite3.Connection | None = conn
@@ -152,21 +152,25 @@ class SQLiteLedger:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            with self._readers_lock:
-                if self._closed:
-                    raise LedgerError("the ledger is closed")
+        """A read-only connection of the pool for one read (never the write connection, so
+        a read does not wait behind a writer). The pool grows to the number of reads at
+        once, not to the number of threads that ever read (worker threads come and go)."""
+        with self._readers_lock:
+            if self._closed:
+                raise LedgerError("the ledger is closed")
+            conn = self._idle_readers.pop() if self._idle_readers else None
+            if conn is None:
                 conn = self._connect()
                 conn.execute("PRAGMA query_only = ON")
                 self._readers.append(conn)
-            self._local.conn = conn
-        if self._closed:
-            raise LedgerError("the ledger is closed")
         try:
             yield conn
         except sqlite3.Error as exc:
             raise LedgerError(f"ledger read failed: {exc}") from exc
+        finally:
+            with self._readers_lock:
+                if not self._closed:
+                    self._idle_readers.append(conn)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -442,7 +446,9 @@ class SQLiteLedger:
         One short transaction: forget expired keys, then insert ``key`` unless an
         unexpired entry exists. Shared by every process that opens this file.
         """
-        with self._token_lock:
+        # the write lock too: in this process the token write queues behind a group commit
+        # instead of spinning in SQLite's busy handler against it (other processes still do)
+        with self._lock, self._token_lock:
             conn = self._token_conn
             if self._closed:
                 raise LedgerError("the ledger is closed")
@@ -596,6 +602,7 @@ class SQLiteLedger:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+            self._idle_readers.clear()
         with self._token_lock:
             self._token_conn.close()
 
