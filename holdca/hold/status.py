@@ -22,7 +22,6 @@ change:
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -30,19 +29,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from holdca.errors import ConfigError, HoldCAError, LedgerError, OCSPRequestError
 from holdca.hold.audit import AuditLog
-from holdca.hold.castate import CAState, LoadedCA, certificate_der
+from holdca.hold.castate import CAState, LoadedCA
 from holdca.hold.ledger import REASONS, IssuanceLedger
 from holdca.pki import (
     CertStatus,
     OCSPRequestInfo,
     RevokedEntry,
     build_crl,
+    issuer_hashes,
     ocsp_error_response,
     parse_ocsp_request,
     respond_ocsp,
@@ -179,34 +178,12 @@ def _valid(signed: _SignedCRL, now: datetime) -> bool:
     return signed.this_update <= now < signed.next_update
 
 
-_HASHES: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-
-
-def _issuer_hashes(ca: LoadedCA, algorithm: str) -> tuple[bytes, bytes]:
-    """(issuerNameHash, issuerKeyHash) of ``ca`` under ``algorithm``, computed once per CA
-    (a CA's id is the SHA-256 of its certificate, so the key cannot go stale)."""
-    key = (ca.ca_id, algorithm)
-    found = _HASHES.get(key)
-    if found is None:
-        tbs = asn1_x509.Certificate.load(certificate_der(ca.certificate))["tbs_certificate"]
-        name = tbs["subject"].dump()
-        key_bits = bytes(tbs["subject_public_key_info"]["public_key"].contents[1:])
-        found = hashlib.new(algorithm, name).digest(), hashlib.new(algorithm, key_bits).digest()
-        if len(_HASHES) > 256:
-            _HASHES.clear()
-        _HASHES[key] = found
-    return found
-
-
 def _ca_for(state: CAState, info: OCSPRequestInfo) -> LoadedCA | None:
     """The CA whose name and key hashes the request's first CertID carries."""
     first = info.cert_ids[0]
+    wanted = (first.issuer_name_hash, first.issuer_key_hash)
     for ca in state.all():
-        try:
-            hashes = _issuer_hashes(ca, first.hash_algorithm)
-        except ValueError:
-            return None
-        if hashes == (first.issuer_name_hash, first.issuer_key_hash):
+        if issuer_hashes(ca.certificate).get(first.hash_algorithm) == wanted:
             return ca
     return None
 

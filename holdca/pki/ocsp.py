@@ -69,6 +69,7 @@ __all__ = [
     "OCSPRequestInfo",
     "OCSPResponseCache",
     "decode_ocsp_get",
+    "issuer_hashes",
     "ocsp_error_response",
     "parse_ocsp_get",
     "parse_ocsp_request",
@@ -315,8 +316,10 @@ def ocsp_error_response(
 
 
 @lru_cache(maxsize=32)
-def _issuer_hashes(issuer_cert: x509.Certificate) -> dict[str, tuple[bytes, bytes]]:
-    """(issuerNameHash, issuerKeyHash) of ``issuer_cert`` per hash algorithm."""
+def issuer_hashes(issuer_cert: x509.Certificate) -> dict[str, tuple[bytes, bytes]]:
+    """``{hash algorithm: (issuerNameHash, issuerKeyHash)}`` of ``issuer_cert``: what a
+    CertID naming it carries, for every algorithm a request may use (computed once per
+    certificate, for the 32 most recent)."""
     tbs = a_x509.Certificate.load(issuer_cert.public_bytes(serialization.Encoding.DER))[
         "tbs_certificate"
     ]
@@ -330,7 +333,7 @@ def _issuer_hashes(issuer_cert: x509.Certificate) -> dict[str, tuple[bytes, byte
 
 
 def _authorized(info: OCSPRequestInfo, issuer_cert: x509.Certificate) -> bool:
-    table = _issuer_hashes(issuer_cert)
+    table = issuer_hashes(issuer_cert)
     return all(
         (c.issuer_name_hash, c.issuer_key_hash) == table[c.hash_algorithm] for c in info.cert_ids
     )
