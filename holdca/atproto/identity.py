@@ -26,7 +26,6 @@ from holdca.atproto.syntax import tid_timestamp_us, validate_tid
 from holdca.errors import (
     ATURIError,
     CIDError,
-    DIDDocumentError,
     IncompleteProofError,
     MalformedInputError,
     ResolutionError,
@@ -62,7 +61,7 @@ class Identity:
 
     @classmethod
     def from_document(
-        cls, document: bytes | str | Mapping[str, Any] | DIDDocument, did: str, *, source: str
+        cls, document: bytes | str | Mapping[str, Any], did: str, *, source: str
     ) -> Identity:
         """The identity a DID document states for ``did``.
 
@@ -74,12 +73,7 @@ class Identity:
         """
         if source not in SOURCES:
             raise ValueError(f"unknown identity source {source!r}")
-        if isinstance(document, DIDDocument):
-            if document.did != did:
-                raise DIDDocumentError(f"DID document is for {document.did}, not {did}")
-            doc = document
-        else:
-            doc = parse_did_document(document, did)
+        doc = parse_did_document(document, did)
         return cls(did, doc.atproto_key(), doc.pds_endpoint(), doc, source)
 
     @property

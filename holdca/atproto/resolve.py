@@ -188,8 +188,7 @@ class HTTPResolver:
         if response.status != 200:
             raise ResolutionError(f"the PLC directory answered HTTP {response.status} for {did}")
         state = verify_audit_log(response.body, did)
-        if state.tombstoned:
-            raise DIDDeactivatedError(f"{did} is tombstoned (its PLC log ends in a tombstone)")
+        # did_document raises DIDDeactivatedError for a tombstoned DID
         return Identity.from_document(state.did_document(), did, source="plc")
 
     def _resolve_web(self, did: str, url: str) -> Identity:
@@ -267,11 +266,6 @@ class HTTPResolver:
         raise ResolutionError(
             f"the PDS of {identity.did} answered HTTP {response.status}{detail} for {what}"
         )
-
-    def forget(self, did: str) -> None:
-        """Drop the cached identity of ``did``."""
-        with self._lock:
-            self._cache.pop(did, None)
 
     def close(self) -> None:
         """Close the fetcher's connections."""

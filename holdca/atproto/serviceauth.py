@@ -59,7 +59,7 @@ DEFAULT_MAX_LIFETIME: Final = timedelta(minutes=5)
 DEFAULT_CLOCK_SKEW: Final = timedelta(seconds=30)
 """How far the PDS's clock may run ahead of the hold's for ``iat``."""
 
-_ALGS: Final = {"ES256K": "k256", "ES256": "p256"}
+_ALGS: Final = frozenset({"ES256K", "ES256"})
 _FORBIDDEN_TYPES: Final = frozenset({"at+jwt", "refresh+jwt", "dpop+jwt"})
 _SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]+")
 _JTI: Final = re.compile(r"[\x21-\x7e]{1,128}")
@@ -230,7 +230,7 @@ def verify_token_signature(token: ServiceToken, key: PublicKey) -> None:
         AuthenticationError: ``BadJwtSignature``: the header's ``alg`` is not the key's,
             or the signature is not 64-byte low-S ECDSA over the signing input.
     """
-    if _ALGS[token.alg] != key.curve:
+    if token.alg != key.jwt_alg:
         raise _fail(
             f"jwt alg {token.alg} does not match the issuer's {key.jwt_alg} key",
             "BadJwtSignature",

@@ -65,11 +65,6 @@ class TestNetwork:
             self._deactivated.add(did)
             self._cache.pop(did, None)
 
-    def forget(self, did: str) -> None:
-        """Drop the cached identity of ``did`` (as a resolver's TTL expiring would)."""
-        with self._lock:
-            self._cache.pop(did, None)
-
     def _repo(self, did: str) -> TestRepo:
         repo = self._repos.get(did)
         if repo is None:
