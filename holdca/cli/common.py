@@ -115,10 +115,9 @@ def open_ca(args: argparse.Namespace, **options: Any) -> Any:
 
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of a certificate as colon-separated upper-case hex."""
-    from holdca.hold.service import ca_id_of
+    from holdca.hold.castate import fingerprint as of
 
-    hexa = ca_id_of(cert).upper()
-    return ":".join(hexa[i : i + 2] for i in range(0, len(hexa), 2))
+    return of(cert)
 
 
 def pem(certs: Sequence[x509.Certificate]) -> str:

@@ -38,6 +38,7 @@ __all__ = [
     "RotationResult",
     "ca_id_of",
     "certificate_der",
+    "fingerprint",
     "check_key_match",
     "load_state",
 ]
@@ -125,6 +126,12 @@ class RotationResult:
 def ca_id_of(cert: x509.Certificate) -> str:
     """The id of a CA certificate in the ledger: SHA-256 of its DER, lowercase hex."""
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of a certificate as colon-separated upper-case hex (as openssl prints it)."""
+    hexa = ca_id_of(cert).upper()
+    return ":".join(hexa[i : i + 2] for i in range(0, len(hexa), 2))
 
 
 def certificate_der(cert: x509.Certificate) -> bytes:

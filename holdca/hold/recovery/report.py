@@ -16,10 +16,10 @@ from typing import Any
 
 from cryptography import x509
 
+from holdca.hold.castate import ca_id_of, fingerprint
 from holdca.hold.compromise import CA_COMPROMISE
 from holdca.hold.ledger import serial_hex
 from holdca.hold.recovery.sources import NO_REGISTRY_CLIENT
-from holdca.hold.service import ca_id_of
 
 __all__ = ["CAInfo", "ImageOutcome", "RecoveryReport", "notice_text"]
 
@@ -52,7 +52,7 @@ class CAInfo:
         hexa = ca_id_of(cert)
         return cls(
             ca_id=hexa,
-            sha256=":".join(hexa[i : i + 2] for i in range(0, 64, 2)).upper(),
+            sha256=fingerprint(cert),
             subject=cert.subject.rfc4514_string(),
             role="root" if cert.issuer == cert.subject else "intermediate",
             key_label=key_label,
