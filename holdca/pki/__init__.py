@@ -6,10 +6,12 @@ Everything here is a pure function of its inputs (signers, certificates, an expl
 Signing goes through :func:`holdca.keys.as_private_key` (or, for user leaves,
 :meth:`Signer.sign <holdca.keys.Signer.sign>` directly), so HSM keys work unchanged.
 
-Modules: :mod:`~holdca.pki.names` (subjects), :mod:`~holdca.pki.issue` (root,
-intermediate, leaf, OCSP responder, cross-certificates), :mod:`~holdca.pki.template`
-(:class:`LeafTemplate`, the fast path for many leaves under one CA), :mod:`~holdca.pki.lint`
-(:func:`check_notation_profile`), :mod:`~holdca.pki.crl` and :mod:`~holdca.pki.ocsp`.
+Modules: :mod:`~holdca.pki.names` (subjects), :mod:`~holdca.pki.rules` (the profile rules
+issuance and templates share: validity windows, issuer, key, URL and serial checks),
+:mod:`~holdca.pki.issue` (root, intermediate, leaf, OCSP responder, cross-certificates),
+:mod:`~holdca.pki.template` (:class:`LeafTemplate`, the fast path for many leaves under one
+CA), :mod:`~holdca.pki.lint` (:func:`check_notation_profile`), :mod:`~holdca.pki.crl` and
+:mod:`~holdca.pki.ocsp`.
 See docs/pki.md.
 """
 

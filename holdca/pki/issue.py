@@ -29,24 +29,47 @@ issuer's notBefore); an issuer that is not valid at ``now`` raises :class:`Profi
 notation itself only requires every chain certificate to be valid at signing (and, without a
 timestamp, verification) time, so a leaf outliving its CA would simply become unverifiable
 early: clamping makes the certificate say so honestly.
+
+The rules this module and :mod:`holdca.pki.template` share (validity windows, issuer, key,
+URL and serial checks, key usages, key identifiers, the revocation URL extensions, the
+default lifetimes) live in :mod:`holdca.pki.rules`; the ``DEFAULT_*`` constants,
+:func:`check_http_url`, :func:`check_issuer_key` and :func:`random_serial` are re-exported
+here.
 """
 
 from __future__ import annotations
 
-import functools
-import secrets
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from holdca.atproto.did import validate_account_did
 from holdca.errors import ProfileError
-from holdca.keys import PublicKey, Signer, as_private_key, spki_der
+from holdca.keys import PublicKey, Signer, as_private_key
 from holdca.pki.names import SubjectInfo, ca_name, responder_name
+from holdca.pki.rules import (
+    DEFAULT_BACKDATE,
+    DEFAULT_CA_VALIDITY,
+    DEFAULT_INTERMEDIATE_VALIDITY,
+    DEFAULT_LEAF_VALIDITY,
+    DEFAULT_RESPONDER_VALIDITY,
+    authority_key_identifier,
+    aware,
+    ca_key_usage,
+    check_http_url,
+    check_issuer,
+    check_issuer_key,
+    check_public_key,
+    random_serial,
+    signature_only_key_usage,
+    subject_key_identifier,
+    validity_window,
+    with_revocation_urls,
+)
+from holdca.pki.template import LeafTemplate
 
 __all__ = [
     "DEFAULT_BACKDATE",
@@ -66,178 +89,6 @@ __all__ = [
     "sign_builder",
     "signing_params",
 ]
-
-DEFAULT_CA_VALIDITY = timedelta(days=3650)
-"""Default root lifetime: 10 years."""
-
-DEFAULT_INTERMEDIATE_VALIDITY = timedelta(days=1825)
-"""Default intermediate lifetime: 5 years (clamped to the root's notAfter)."""
-
-DEFAULT_LEAF_VALIDITY = timedelta(hours=24)
-"""Default user leaf lifetime."""
-
-DEFAULT_RESPONDER_VALIDITY = timedelta(days=7)
-"""Default delegated OCSP responder lifetime (short: it carries id-pkix-ocsp-nocheck)."""
-
-DEFAULT_BACKDATE = timedelta(minutes=5)
-"""How far notBefore is set before ``now`` to absorb clock skew."""
-
-_LEAF_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
-_LEAF_RSA_BITS = frozenset({2048, 3072, 4096})
-_MAX_SERIAL_BITS = 159  # 20 DER octets including the sign octet
-
-
-def random_serial(bits: int = 128) -> int:
-    """A positive random serial number of at most ``bits`` bits (CSPRNG).
-
-    With the default 128 bits the DER INTEGER is at most 17 octets (a leading zero octet is
-    added when the top bit is set), well inside RFC 5280's 20-octet limit.
-
-    Raises:
-        ValueError: ``bits`` is below 64 (too little entropy) or above 159 (over 20 octets).
-    """
-    if not 64 <= bits <= _MAX_SERIAL_BITS:
-        raise ValueError(f"serial bits must be 64..{_MAX_SERIAL_BITS}, got {bits}")
-    while True:
-        serial = secrets.randbits(bits)
-        if serial.bit_length() >= bits - 32:  # 0 is invalid; tiny values are astronomically rare
-            return serial
-
-
-def _valid_serial(serial: object) -> bool:
-    return (
-        isinstance(serial, int)
-        and not isinstance(serial, bool)
-        and 0 < serial < (1 << _MAX_SERIAL_BITS)
-    )
-
-
-def _aware(value: datetime, what: str) -> datetime:
-    if not isinstance(value, datetime):
-        raise TypeError(f"{what} must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} must be timezone-aware")
-    return value.replace(microsecond=0) if value.microsecond else value
-
-
-_ZERO = timedelta(0)
-
-
-def _positive(value: timedelta, what: str, *, allow_zero: bool = False) -> timedelta:
-    if not isinstance(value, timedelta):
-        raise TypeError(f"{what} must be a timedelta, not {type(value).__name__}")
-    if value < _ZERO or (value == _ZERO and not allow_zero):
-        raise ValueError(f"{what} must be positive, got {value}")
-    return value
-
-
-def _window(
-    issuer_cert: x509.Certificate | None, now: datetime, validity: timedelta, backdate: timedelta
-) -> tuple[datetime, datetime]:
-    bounds = None
-    if issuer_cert is not None:
-        bounds = (issuer_cert.not_valid_before_utc, issuer_cert.not_valid_after_utc)
-    return _window_within(bounds, now, validity, backdate)
-
-
-def _window_within(
-    bounds: tuple[datetime, datetime] | None,
-    now: datetime,
-    validity: timedelta,
-    backdate: timedelta,
-) -> tuple[datetime, datetime]:
-    """(notBefore, notAfter): ``[now - backdate, now + validity]`` clamped to ``bounds``.
-
-    ``bounds`` is the issuer's (notBefore, notAfter), or None for a self-signed root.
-
-    Raises:
-        TypeError, ValueError: ``now`` is not an aware datetime, or a duration is not positive.
-        ProfileError: ``now`` is outside ``bounds`` (the issuer is not valid at ``now``).
-    """
-    now = _aware(now, "now")
-    _positive(validity, "validity")
-    _positive(backdate, "backdate", allow_zero=True)
-    not_before = now - backdate
-    not_after = now + validity
-    if bounds is not None:
-        issuer_nb, issuer_na = bounds
-        if not issuer_nb <= now < issuer_na:
-            raise ProfileError(
-                f"issuer-validity: the issuer is valid {issuer_nb.isoformat()} .. "
-                f"{issuer_na.isoformat()}, not at {now.isoformat()}"
-            )
-        not_before = max(not_before, issuer_nb)
-        not_after = min(not_after, issuer_na)
-    return not_before, not_after
-
-
-def _spki(key: object) -> bytes:
-    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-        raise ProfileError(f"public-key: unsupported public key type {type(key).__name__}")
-    return spki_der(key)
-
-
-def check_issuer_key(signer: Signer, issuer_cert: x509.Certificate) -> None:
-    """Raise ProfileError (rule issuer-key) unless ``signer`` holds ``issuer_cert``'s key."""
-    if spki_der(signer.public_key) != spki_der(issuer_cert.public_key()):
-        raise ProfileError("issuer-key: the signer's key is not the issuer certificate's key")
-
-
-def _check_issuer(signer: Signer, issuer_cert: x509.Certificate) -> None:
-    if not isinstance(issuer_cert, x509.Certificate):
-        raise TypeError(f"issuer_cert must be a Certificate, not {type(issuer_cert).__name__}")
-    check_issuer_key(signer, issuer_cert)
-    try:
-        bc = issuer_cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        raise ProfileError("issuer-ca: the issuer certificate has no basicConstraints") from None
-    if not bc.ca:
-        raise ProfileError("issuer-ca: the issuer certificate is not a CA (CA=false)")
-
-
-def _check_public_key(key: object, what: str) -> PublicKey:
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if key.curve.name not in _LEAF_CURVES:
-            raise ProfileError(f"{what}: curve {key.curve.name} is not P-256/P-384/P-521")
-        return key
-    if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size not in _LEAF_RSA_BITS:
-            raise ProfileError(f"{what}: RSA-{key.key_size} is not RSA 2048/3072/4096")
-        return key
-    raise ProfileError(f"{what}: unsupported public key type {type(key).__name__}")
-
-
-def check_http_url(url: str, what: str) -> str:
-    """Return ``url`` if notation can fetch it: an absolute ``http://`` URL with a host.
-
-    notation's CRL and OCSP clients refuse every other scheme (notation-core-go
-    ``revocation/crl/fetcher.go`` ``fetchCRL`` and ``revocation/internal/ocsp/ocsp.go``
-    ``checkStatusFromServer``), so an ``https://`` URL would make revocation status "unknown".
-
-    Raises:
-        ProfileError: not a string, not ASCII, whitespace, a scheme other than http, or no host.
-    """
-    if not isinstance(url, str):
-        raise ProfileError(f"{what}: URL must be a string, not {type(url).__name__}")
-    return _check_http_url_text(url, what)
-
-
-@functools.lru_cache(maxsize=256)  # a hold passes the same two URLs for every leaf
-def _check_http_url_text(url: str, what: str) -> str:
-    if not url.isascii() or any(ch.isspace() or ord(ch) < 0x21 for ch in url):
-        raise ProfileError(f"{what}: URL must be printable ASCII without spaces")
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        raise ProfileError(f"{what}: not a valid URL") from None
-    if parts.scheme.lower() != "http":
-        raise ProfileError(
-            f"{what}: notation only fetches http:// URLs, got scheme {parts.scheme!r}"
-        )
-    if not host:
-        raise ProfileError(f"{what}: URL has no host")
-    return url
 
 
 def signing_params(signer: Signer) -> dict[str, Any]:
@@ -262,48 +113,6 @@ def sign_builder(builder: x509.CertificateBuilder, signer: Signer) -> x509.Certi
         UnsupportedAlgorithmError: the signer's key cannot sign certificates.
     """
     return builder.sign(as_private_key(signer), **signing_params(signer))
-
-
-def _ski(key: PublicKey) -> x509.SubjectKeyIdentifier:
-    return x509.SubjectKeyIdentifier.from_public_key(key)
-
-
-def _aki(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    try:
-        ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            _check_public_key(issuer_cert.public_key(), "issuer-key")
-        )
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-
-
-def _ca_key_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _signature_only_key_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
 
 
 def _path_length(value: object) -> int | None:
@@ -371,15 +180,15 @@ def issue_root(
     """
     validate_account_did(hold_did)
     name = ca_name(subject, common_name or root_common_name(hold_did))
-    window = _window(None, now, validity, backdate)
+    window = validity_window(None, now, validity, backdate)
     public_key = signer.public_key
     builder = (
         _builder(name, name, public_key, random_serial(127), window)
         .add_extension(
             x509.BasicConstraints(ca=True, path_length=_path_length(path_length)), critical=True
         )
-        .add_extension(_ca_key_usage(), critical=True)
-        .add_extension(_ski(public_key), critical=False)
+        .add_extension(ca_key_usage(), critical=True)
+        .add_extension(subject_key_identifier(public_key), critical=False)
     )
     return sign_builder(builder, signer)
 
@@ -396,6 +205,8 @@ def issue_intermediate(
     path_length: int | None = 0,
     common_name: str | None = None,
     backdate: timedelta = DEFAULT_BACKDATE,
+    crl_url: str | None = None,
+    ocsp_url: str | None = None,
 ) -> x509.Certificate:
     """Issue an online issuing CA under the (offline) root.
 
@@ -413,27 +224,30 @@ def issue_intermediate(
         path_length: pathLenConstraint (default 0).
         common_name: overrides the default common name.
         backdate: notBefore is ``now - backdate``.
+        crl_url: the CRL of the root (CDP, ``http://``), where relying parties learn
+            whether this intermediate was revoked; or None.
+        ocsp_url: an OCSP responder answering for the root's certificates (AIA); or None.
 
     Raises:
         DIDSyntaxError: invalid hold DID.
         ProfileError: the issuer is not a CA, does not match ``issuer``, is not valid at
-            ``now``, or the name is too long.
+            ``now``, the name is too long, or a URL is not ``http://``.
     """
     validate_account_did(hold_did)
-    _check_issuer(issuer, issuer_cert)
-    public_key = _check_public_key(public_key, "public-key")
+    check_issuer(issuer, issuer_cert)
+    public_key = check_public_key(public_key, "public-key")
     name = ca_name(subject, common_name or f"ATCR Hold Issuing CA - {hold_did}")
-    window = _window(issuer_cert, now, validity, backdate)
+    window = validity_window(issuer_cert, now, validity, backdate)
     builder = (
         _builder(name, issuer_cert.subject, public_key, random_serial(127), window)
         .add_extension(
             x509.BasicConstraints(ca=True, path_length=_path_length(path_length)), critical=True
         )
-        .add_extension(_ca_key_usage(), critical=True)
-        .add_extension(_ski(public_key), critical=False)
-        .add_extension(_aki(issuer_cert), critical=False)
+        .add_extension(ca_key_usage(), critical=True)
+        .add_extension(subject_key_identifier(public_key), critical=False)
+        .add_extension(authority_key_identifier(issuer_cert), critical=False)
     )
-    return sign_builder(builder, issuer)
+    return sign_builder(with_revocation_urls(builder, crl_url, ocsp_url), issuer)
 
 
 def issue_leaf(
@@ -481,9 +295,6 @@ def issue_leaf(
         SignerError: the signer failed.
     """
     validate_account_did(did)  # before anything else, as documented
-    # Imported here: holdca.pki.template builds on this module's helpers.
-    from holdca.pki.template import LeafTemplate  # noqa: PLC0415
-
     template = LeafTemplate(
         issuer,
         issuer_cert,
@@ -517,18 +328,18 @@ def issue_ocsp_responder(
             or the key is not one notation accepts.
         SignerError: the signer failed.
     """
-    _check_issuer(issuer, issuer_cert)
-    public_key = _check_public_key(public_key, "public-key")
+    check_issuer(issuer, issuer_cert)
+    public_key = check_public_key(public_key, "public-key")
     name = responder_name(subject, common_name)
-    window = _window(issuer_cert, now, validity, backdate)
+    window = validity_window(issuer_cert, now, validity, backdate)
     builder = (
         _builder(name, issuer_cert.subject, public_key, random_serial(), window)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_signature_only_key_usage(), critical=True)
+        .add_extension(signature_only_key_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
         .add_extension(x509.OCSPNoCheck(), critical=False)
-        .add_extension(_ski(public_key), critical=False)
-        .add_extension(_aki(issuer_cert), critical=False)
+        .add_extension(subject_key_identifier(public_key), critical=False)
+        .add_extension(authority_key_identifier(issuer_cert), critical=False)
     )
     return sign_builder(builder, issuer)
 
@@ -541,6 +352,8 @@ def cross_sign(
     now: datetime,
     validity: timedelta | None = None,
     backdate: timedelta = DEFAULT_BACKDATE,
+    crl_url: str | None = None,
+    ocsp_url: str | None = None,
 ) -> x509.Certificate:
     """Cross-certify another CA: ``subject_cert``'s subject, key and SKI under ``issuer``.
 
@@ -560,14 +373,17 @@ def cross_sign(
         validity: lifetime from ``now``; default: until ``subject_cert``'s notAfter. Always
             clamped to the issuer's validity.
         backdate: notBefore is ``now - backdate``.
+        crl_url: the issuer's CRL (CDP, ``http://``): notation checks the revocation of
+            every certificate in a chain but the root, cross-certificates included; or None.
+        ocsp_url: an OCSP responder answering for the issuer's certificates; or None.
 
     Raises:
-        ProfileError: ``subject_cert`` is not a CA, has the same subject as the issuer (the
-            cross-certificate would look self-issued), the issuer's pathLen is 0,
-            or the issuer is not a valid CA at ``now``.
+        ProfileError: a URL is not ``http://``, ``subject_cert`` is not a CA, has the
+            same subject as the issuer (the cross-certificate would look self-issued), the
+            issuer's pathLen is 0, or the issuer is not a valid CA at ``now``.
         SignerError: the signer failed.
     """
-    _check_issuer(issuer, issuer_cert)
+    check_issuer(issuer, issuer_cert)
     if not isinstance(subject_cert, x509.Certificate):
         raise TypeError("subject_cert must be a Certificate")
     exts = subject_cert.extensions
@@ -594,16 +410,16 @@ def cross_sign(
             )
         room = issuer_bc.path_length - 1
         path_length = room if path_length is None else min(path_length, room)
-    public_key = _check_public_key(subject_cert.public_key(), "public-key")
+    public_key = check_public_key(subject_cert.public_key(), "public-key")
     if validity is None:
-        validity = subject_cert.not_valid_after_utc - _aware(now, "now")
+        validity = subject_cert.not_valid_after_utc - aware(now, "now")
         if validity <= timedelta(0):
             raise ProfileError("cross-validity: the certificate to cross-sign has expired")
-    window = _window(issuer_cert, now, validity, backdate)
+    window = validity_window(issuer_cert, now, validity, backdate)
     try:
         ski = exts.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
-        ski = _ski(public_key)
+        ski = subject_key_identifier(public_key)
     builder = (
         _builder(
             subject_cert.subject,
@@ -615,6 +431,6 @@ def cross_sign(
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(ku.value, critical=True)
         .add_extension(ski, critical=False)
-        .add_extension(_aki(issuer_cert), critical=False)
+        .add_extension(authority_key_identifier(issuer_cert), critical=False)
     )
-    return sign_builder(builder, issuer)
+    return sign_builder(with_revocation_urls(builder, crl_url, ocsp_url), issuer)

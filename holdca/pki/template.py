@@ -53,7 +53,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import (
-    AuthorityInformationAccessOID,
     ExtendedKeyUsageOID,
     ExtensionOID,
     NameOID,
@@ -62,25 +61,25 @@ from cryptography.x509.oid import (
 from holdca.atproto.did import validate_account_did
 from holdca.errors import ProfileError, SignerError, UnsupportedAlgorithmError
 from holdca.keys import PublicKey, SignatureAlgorithm, Signer
-from holdca.pki.issue import (
-    DEFAULT_BACKDATE,
-    DEFAULT_LEAF_VALIDITY,
-    _aki,
-    _aware,
-    _check_issuer,
-    _check_public_key,
-    _positive,
-    _signature_only_key_usage,
-    _valid_serial,
-    _window_within,
-    check_http_url,
-    random_serial,
-)
 from holdca.pki.names import (
     MAX_COMMON_NAME,
     SubjectInfo,
     check_common_name,
     check_subject_info,
+)
+from holdca.pki.rules import (
+    DEFAULT_BACKDATE,
+    DEFAULT_LEAF_VALIDITY,
+    authority_key_identifier,
+    aware,
+    check_issuer,
+    check_public_key,
+    positive,
+    random_serial,
+    revocation_extensions,
+    signature_only_key_usage,
+    valid_serial,
+    window_within,
 )
 
 __all__ = ["LeafTemplate"]
@@ -268,14 +267,14 @@ def _validity(
     """Validity ::= SEQUENCE { notBefore Time, notAfter Time } (issue_leaf's clamped window).
 
     Cached: leaves issued in the same second share it. ``now`` has whole seconds (it went
-    through ``_aware``), so equal keys are equal instants and give equal DER; an argument
-    that fails a check raises, and nothing is cached for it.
+    through :func:`~holdca.pki.rules.aware`), so equal keys are equal instants and give
+    equal DER; an argument that fails a check raises, and nothing is cached for it.
 
     Raises:
         ProfileError: the issuer is not valid at ``now``.
         TypeError, ValueError: see ``issue_der``.
     """
-    not_before, not_after = _window_within(bounds, now, validity, backdate)
+    not_before, not_after = window_within(bounds, now, validity, backdate)
     return _seq(_time(not_before) + _time(not_after))
 
 
@@ -331,12 +330,9 @@ class LeafTemplate:
         backdate: timedelta = DEFAULT_BACKDATE,
     ) -> None:
         check_subject_info(subject)
-        if crl_url is not None:
-            check_http_url(crl_url, "crl-url")
-        if ocsp_url is not None:
-            check_http_url(ocsp_url, "ocsp-url")
-        _check_issuer(issuer, issuer_cert)
-        self._backdate = _positive(backdate, "backdate", allow_zero=True)
+        revocation = revocation_extensions(crl_url, ocsp_url)  # checks the URLs
+        check_issuer(issuer, issuer_cert)
+        self._backdate = positive(backdate, "backdate", allow_zero=True)
         algorithm = issuer.algorithm
         key = issuer.public_key
         if algorithm.is_ecdsa != isinstance(key, ec.EllipticCurvePublicKey) or (
@@ -366,7 +362,7 @@ class LeafTemplate:
             + _extension(
                 ExtensionOID.KEY_USAGE,
                 critical=True,
-                value=_signature_only_key_usage().public_bytes(),
+                value=signature_only_key_usage().public_bytes(),
             )
             + _extension(
                 ExtensionOID.EXTENDED_KEY_USAGE,
@@ -378,31 +374,13 @@ class LeafTemplate:
         self._aki = _extension(
             ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
             critical=False,
-            value=_aki(issuer_cert).public_bytes(),
+            value=authority_key_identifier(issuer_cert).public_bytes(),
         )
-        tail = b""
-        if crl_url is not None:
-            point = x509.DistributionPoint(
-                full_name=[x509.UniformResourceIdentifier(crl_url)],
-                relative_name=None,
-                reasons=None,
-                crl_issuer=None,
-            )
-            tail += _extension(
-                ExtensionOID.CRL_DISTRIBUTION_POINTS,
-                critical=False,
-                value=x509.CRLDistributionPoints([point]).public_bytes(),
-            )
-        if ocsp_url is not None:
-            access = x509.AccessDescription(
-                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
-            )
-            tail += _extension(
-                ExtensionOID.AUTHORITY_INFORMATION_ACCESS,
-                critical=False,
-                value=x509.AuthorityInformationAccess([access]).public_bytes(),
-            )
-        self._tail = tail
+        # CDP, then AIA OCSP: the order issue_leaf's builder used.
+        self._tail = b"".join(
+            _extension(extension.oid, critical=False, value=extension.public_bytes())
+            for extension in revocation
+        )
 
     @property
     def issuer_certificate(self) -> x509.Certificate:
@@ -442,12 +420,12 @@ class LeafTemplate:
         validate_account_did(did)
         if len(did) > MAX_COMMON_NAME:  # the DID grammar excludes check_common_name's other faults
             check_common_name(did)
-        _check_public_key(public_key, "leaf-key")
+        check_public_key(public_key, "leaf-key")
         if serial is None:
             serial = random_serial()
-        elif not _valid_serial(serial):
+        elif not valid_serial(serial):
             raise ProfileError("serial-number: serial must be a positive int of at most 20 octets")
-        validity_der = _validity(self._bounds, _aware(now, "now"), validity, self._backdate)
+        validity_der = _validity(self._bounds, aware(now, "now"), validity, self._backdate)
 
         spki = public_key.public_bytes(_DER, _SPKI)
         key_id = hashlib.sha1(_subject_public_key_bits(spki), usedforsecurity=False).digest()
