@@ -1,4 +1,13 @@
-"""Trust for relying parties: ``trust export``, ``trust install``, ``trust list``."""
+"""Trust for relying parties: ``trust export``, ``install``, ``add``, ``list``, ``pin``,
+``remove``. This module parses them and runs ``export`` and ``install``; ``add`` (which
+fetches) is :mod:`holdca.cli.trustadd`, ``list``/``pin``/``remove``
+:mod:`holdca.cli.trustedit`, their shared writer :mod:`holdca.cli.trustcommon`.
+
+What ``install`` and ``add`` write by default is a trust store and **no** statement:
+notation trusts nothing from it until ``trust pin REGISTRY/REPO DID`` trusts one DID's
+signatures for one repository, or ``--scope`` trusts every user of the hold for the
+scopes given (``--scope '*'``: every repository no other statement names).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,8 @@ from __future__ import annotations
 # optional extras (server, pkcs11) are only needed by the commands that use them.
 # ruff: noqa: PLC0415
 import argparse
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +24,28 @@ from cryptography import x509
 
 from holdca._fs import atomic_write
 from holdca.cli import common as c
-from holdca.errors import HoldCAError
+from holdca.cli.trustcommon import notation_dir, store_type_of, write_trust, written_text
+from holdca.errors import DIDSyntaxError
 
 __all__ = ["register"]
 
 
 def _cmd_trust(args: argparse.Namespace) -> int:
-    if args.trust_command == "list":
-        return _trust_list(args)
+    if args.trust_command == "add":
+        from holdca.cli.trustadd import trust_add
+
+        return trust_add(args)
+    if args.trust_command in ("list", "pin", "remove"):
+        from holdca.cli import trustedit
+
+        return int(getattr(trustedit, f"trust_{args.trust_command}")(args))
     if args.trust_command == "install" and args.ca_file:
         return _trust_install_file(args)
     ca = c.open_ca(args)
     bundle = ca.trust_bundle(c.now())
     if args.trust_command == "export":
+        if args.did_service:
+            return _export_service(args, ca, bundle)
         pem = c.pem(bundle)
         if args.out:
             atomic_write(Path(args.out), pem.encode("ascii"))
@@ -49,140 +69,122 @@ def _cmd_trust(args: argparse.Namespace) -> int:
             + ("" if args.out else "\n" + pem.rstrip()),
         )
         return 0
-    return _trust_install(args, ca.scheme, ca.subject, bundle)
+    from holdca.notation.trustpolicy import x509_subject_identity
+
+    subject = ca.subject
+    identity = x509_subject_identity(
+        None,
+        country=subject.country,
+        state=subject.state,
+        organization=subject.organization,
+        locality=subject.locality,
+    )
+    return _install(args, store_type_of(ca.scheme), bundle, [identity])
+
+
+def _export_service(args: argparse.Namespace, ca: Any, bundle: list[x509.Certificate]) -> int:
+    """``trust export --did-service``: the DID document entry publishing the roots."""
+    from urllib.parse import urlsplit
+
+    from holdca.atproto.did import web_did_host
+    from holdca.notation.holdtrust import hold_ca_service
+
+    if args.url:
+        parts = urlsplit(args.url if "://" in args.url else f"https://{args.url}")
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if (
+            parts.scheme != "https"
+            or not parts.hostname
+            or port == -1
+            or "@" in parts.netloc
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise c.UsageError("--url must be the hold's https origin, e.g. https://hold.example")
+        base = f"https://{parts.netloc.lower()}"
+    else:
+        try:
+            base = f"https://{web_did_host(ca.hold_did)}"
+        except DIDSyntaxError:
+            raise c.UsageError(
+                f"the hold's DID {ca.hold_did} is not a did:web: give --url https://HOST"
+            ) from None
+    entry = hold_ca_service(f"{base}/ca-bundle.crt", bundle, scheme=ca.scheme)
+    print(
+        f"# add this entry to the service array of {base}/.well-known/did.json "
+        "(update it after every rotation); relying parties run: "
+        f"holdca trust add {base}",
+        file=sys.stderr,
+    )
+    print(json.dumps({"service": entry} if args.json else entry, indent=2))
+    return 0
 
 
 def _trust_install_file(args: argparse.Namespace) -> int:
     """``trust install --ca-file``: a relying party with the hold's published roots only."""
     from holdca.notation import SigningScheme
-    from holdca.pki import SubjectInfo
+    from holdca.notation.holdtrust import hold_identities
 
     data = c.read(args.ca_file, "CA certificate file")
     try:
         bundle = x509.load_pem_x509_certificates(data)
     except (ValueError, x509.InvalidVersion):
         raise c.UsageError(f"{args.ca_file}: not a PEM certificate file") from None
-    first = bundle[0].subject
-
-    def attr(oid: x509.ObjectIdentifier) -> str | None:
-        values = first.get_attributes_for_oid(oid)
-        return str(values[0].value) if values else None
-
-    country, state, org = (
-        attr(x509.NameOID.COUNTRY_NAME),
-        attr(x509.NameOID.STATE_OR_PROVINCE_NAME),
-        attr(x509.NameOID.ORGANIZATION_NAME),
+    return _install(
+        args, store_type_of(SigningScheme(args.scheme)), bundle, hold_identities(bundle)
     )
-    if not (country and state and org):
-        raise c.UsageError(f"{args.ca_file}: the root's subject lacks C, ST or O")
-    subject = SubjectInfo(
-        country=country,
-        state=state,
-        organization=org,
-        locality=attr(x509.NameOID.LOCALITY_NAME),
-    )
-    return _trust_install(args, SigningScheme(args.scheme), subject, bundle)
 
 
-def _trust_install(
-    args: argparse.Namespace, scheme: Any, subject: Any, bundle: list[x509.Certificate]
+def _install(
+    args: argparse.Namespace, store_type: str, bundle: list[x509.Certificate], ids: list[str]
 ) -> int:
-    from holdca.notation import SigningScheme
-    from holdca.notation.trustpolicy import (
-        TrustPolicy,
-        hold_trust_policy,
-        validate_trust_policy,
-        x509_subject_identity,
-    )
-    from holdca.notation.truststore import write_trust_policy, write_trust_store
-
-    config_dir = Path(args.notation_config)
-    store_type = "ca" if scheme is SigningScheme.X509 else "signingAuthority"
-    identities = None
-    if not args.any_identity:
-        identities = [
-            x509_subject_identity(
-                None,
-                country=subject.country,
-                state=subject.state,
-                organization=subject.organization,
-                locality=subject.locality,
-            )
-        ]
-    ours = hold_trust_policy(
+    result = write_trust(
+        args,
+        config_dir=notation_dir(args),
         store=args.store,
-        scheme=scheme,
-        identities=identities,
-        registry_scopes=args.scope or ["*"],
-        name=args.store,
-    ).statements[0]
-    path = config_dir / "trustpolicy.json"
-    statements = [ours]
-    if path.is_file():
-        existing = validate_trust_policy(path.read_bytes())
-        statements = [s for s in existing.statements if s.name != ours.name] + [ours]
-    policy = TrustPolicy(tuple(statements))
-    paths = write_trust_store(config_dir, args.store, bundle, type=store_type)
-    write_trust_policy(config_dir, policy)
-    c.emit(
-        args,
-        {
-            "store": f"{store_type}:{args.store}",
-            "files": [str(p) for p in paths],
-            "policy": str(path),
-        },
-        f"trust store {store_type}:{args.store} now holds {len(paths)} hold root(s)\n"
-        + "".join(f"  {p}\n" for p in paths)
-        + f"trust policy statement {ours.name!r} written to {path}",
+        store_type=store_type,
+        bundle=bundle,
+        identities=ids,
     )
+    c.emit(args, result, written_text(result, len(result["files"])))
     return 0
 
 
-def _trust_list(args: argparse.Namespace) -> int:
-    from holdca.notation.truststore import read_certificate_file
-
-    base = Path(args.notation_config) / "truststore" / "x509"
-    found: list[dict[str, str]] = []
-    for store_type in ("ca", "signingAuthority"):
-        directory = base / store_type
-        if not directory.is_dir():
-            continue
-        for store in sorted(p for p in directory.iterdir() if p.is_dir()):
-            for file in sorted(store.iterdir()):
-                try:
-                    certs = read_certificate_file(file.read_bytes(), str(file))
-                except (HoldCAError, OSError):
-                    continue
-                for cert in certs:
-                    cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-                    cn = str(cns[0].value) if cns else ""
-                    if not cn.startswith("ATCR Hold CA") or " - " not in cn:
-                        continue
-                    found.append(
-                        {
-                            "store": f"{store_type}:{store.name}",
-                            "holdDid": cn.split(" - ", 1)[1],
-                            "sha256": c.fingerprint(cert),
-                            "notAfter": cert.not_valid_after_utc.isoformat(),
-                        }
-                    )
-    c.emit(
-        args,
-        {"holds": found},
-        "\n".join(
-            f"{h['store']}  {h['holdDid']}  SHA-256 {h['sha256'][:23]}...  "
-            f"until {h['notAfter'][:10]}"
-            for h in found
-        )
-        or "no hold CAs in this notation configuration",
+def _config_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        "--notation-config",
+        dest="notation_config",
+        metavar="DIR",
+        help="notation configuration directory (default: notation's own, $NOTATION_CONFIG "
+        "or ~/.config/notation)",
     )
-    return 0
+
+
+def _statement_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scope",
+        action="append",
+        help="also trust EVERY user of the hold for this registry scope (repeatable; '*' "
+        "for all repositories; default: no statement, see trust pin)",
+    )
+    p.add_argument(
+        "--any-identity",
+        action="store_true",
+        help='with --scope: trust "*" instead of the hold\'s C/ST/O identity',
+    )
 
 
 def register(
     add: c.Adder, common: argparse.ArgumentParser, as_json: argparse.ArgumentParser
 ) -> None:
     """Add this module's commands to the parser (``add`` makes one subcommand)."""
+    from holdca.cli.trustadd import add_arguments
+
     p = add("trust", _cmd_trust, "export the CA or configure notation to trust it")
     tsub = p.add_subparsers(dest="trust_command", required=True, metavar="ACTION")
     t = tsub.add_parser(
@@ -191,12 +193,20 @@ def register(
         parents=[common, as_json],
     )
     t.add_argument("--out", metavar="FILE", help="write the PEM bundle here")
+    t.add_argument(
+        "--did-service",
+        action="store_true",
+        help="print the DID document service entry that publishes the roots' fingerprints",
+    )
+    t.add_argument(
+        "--url", help="with --did-service: the hold's https origin (default: its did:web host)"
+    )
     t = tsub.add_parser(
         "install",
-        help="write a notation trust store and trust policy statement",
+        help="write a notation trust store (and, with --scope, a statement) from the hold",
         parents=[common, as_json],
     )
-    t.add_argument("--notation-config", required=True, metavar="DIR", help="NOTATION_CONFIG dir")
+    _config_option(t)
     t.add_argument(
         "--ca-file",
         metavar="FILE",
@@ -206,16 +216,35 @@ def register(
         "--scheme",
         default="notary.x509",
         choices=["notary.x509", "notary.x509.signingAuthority"],
-        help="with --ca-file: the hold's signing scheme",
+        help="with --ca-file: the hold's signing scheme (default notary.x509)",
     )
     t.add_argument("--store", default="holdca", help="trust store name (default holdca)")
-    t.add_argument("--scope", action="append", help="registry scope (repeatable; default *)")
-    t.add_argument(
-        "--any-identity",
-        action="store_true",
-        help='trust "*" instead of the hold\'s C/ST/O identity',
-    )
+    _statement_options(t)
     t = tsub.add_parser(
-        "list", help="list hold CAs trusted by a notation config", parents=[common, as_json]
+        "add",
+        help="fetch a hold's roots over https, check their fingerprints, write a trust store",
+        parents=[common, as_json],
     )
-    t.add_argument("--notation-config", required=True, metavar="DIR")
+    _config_option(t)
+    add_arguments(t)
+    _statement_options(t)
+    t = tsub.add_parser(
+        "list", help="list hold CAs and statements in a notation config", parents=[common, as_json]
+    )
+    _config_option(t)
+    t = tsub.add_parser(
+        "pin",
+        help="trust one DID's signatures for one repository (REGISTRY/REPO)",
+        parents=[common, as_json],
+    )
+    t.add_argument("scope", metavar="REGISTRY/REPO", help="registry scope, e.g. atcr.io/alice/app")
+    t.add_argument("did", metavar="DID", help="the signer's DID (did:plc or did:web)")
+    t.add_argument("--name", help="the hold's trust store (default: the only one)")
+    _config_option(t)
+    t = tsub.add_parser(
+        "remove",
+        help="remove a hold's trust store and the statements holdca wrote for it",
+        parents=[common, as_json],
+    )
+    t.add_argument("name", metavar="NAME", help="trust store name (see trust list)")
+    _config_option(t)

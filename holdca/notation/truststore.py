@@ -3,8 +3,11 @@
 notation v1.3.2 reads trust anchors from
 ``{config}/truststore/x509/{ca|signingAuthority|tsa}/{name}/<files>`` (what
 ``notation cert add --type ca --store name cert.pem`` produces) and the policy from
-``{config}/trustpolicy.json``, where ``{config}`` is ``$NOTATION_CONFIG`` or, when that
-is unset, ``$XDG_CONFIG_HOME/notation`` (``~/.config/notation``).
+``{config}/trustpolicy.json`` (notation-go v1.3.2 ``dir.PathTrustPolicy``; the
+``trustpolicy.oci.json`` of notation-go's unreleased main branch is not read by v1.3.2),
+where ``{config}`` is ``$NOTATION_CONFIG`` or, when that is unset,
+``os.UserConfigDir()/notation`` (``$XDG_CONFIG_HOME/notation``, ``~/.config/notation``):
+:func:`default_config_dir` and :func:`trust_policy_path`.
 
 :class:`TrustStore` is the sans-I/O form (certificates by store type and name).
 :func:`write_trust_store`, :func:`write_trust_policy` and :class:`DirectoryTrustStore`
@@ -20,6 +23,7 @@ import hashlib
 import os
 import re
 import stat
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -30,9 +34,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from holdca._fs import atomic_write
-from holdca.errors import TrustStoreError
+from holdca.errors import ConfigError, TrustStoreError
 from holdca.notation._codec import go_name_string
-from holdca.notation.trustpolicy import TrustPolicy
+from holdca.notation.trustpolicy import TrustPolicy, validate_trust_policy
 
 __all__ = [
     "STORE_TYPES",
@@ -40,7 +44,12 @@ __all__ = [
     "TrustStore",
     "TrustStoreReader",
     "check_store_certificates",
+    "default_config_dir",
     "read_certificate_file",
+    "read_trust_policy",
+    "remove_trust_policy",
+    "remove_trust_store",
+    "trust_policy_path",
     "trust_store_dir",
     "write_trust_policy",
     "write_trust_store",
@@ -284,19 +293,24 @@ def write_trust_store(
     store_name: str,
     certs: Iterable[x509.Certificate],
     type: str = "ca",
+    *,
+    exact: bool = False,
 ) -> list[Path]:
     """Write ``certs`` as notation's trust store ``type:store_name`` under ``config_dir``.
 
     Each certificate becomes one PEM file named ``<CN slug>-<thumbprint prefix>.crt``, as
     ``notation cert add`` would store it. Writing the same certificate again is a no-op;
-    existing other files are kept (so rotation adds the new root beside the old one).
+    existing other files are kept (so rotation adds the new root beside the old one), or,
+    with ``exact``, deleted once the new files are in place (the store then holds exactly
+    ``certs``).
 
     Returns:
         The paths of the files for ``certs``.
 
     Raises:
         ValueError: unknown type or invalid store name.
-        TrustStoreError: a certificate notation would refuse in this store, or no certs.
+        TrustStoreError: a certificate notation would refuse in this store, or no certs;
+            with ``exact``, an entry of the store that is not a regular file.
     """
     cert_list = list(certs)
     check_store_certificates(cert_list, type, f"trust store {type}:{store_name}")
@@ -309,7 +323,82 @@ def write_trust_store(
         if not (path.is_file() and path.read_bytes() == pem):
             atomic_write(path, pem, tmp_dir=directory.parent)
         paths.append(path)
+    if exact:
+        stale = [entry for entry in directory.iterdir() if entry not in paths]
+        for entry in stale:
+            if not stat.S_ISREG(entry.lstat().st_mode):
+                raise TrustStoreError(f"{entry} is not a regular file: not removed")
+        for entry in stale:
+            entry.unlink()
     return paths
+
+
+def read_trust_policy(config_dir: str | os.PathLike[str]) -> TrustPolicy | None:
+    """``{config_dir}/trustpolicy.json`` validated with notation's rules; None when there
+    is no policy file.
+
+    Raises:
+        TrustPolicyError: the file is one notation would refuse (the message is notation's).
+        TrustStoreError: the path is a symlink or not a regular file (notation refuses it).
+    """
+    path = trust_policy_path(config_dir)
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        raise TrustStoreError(
+            f"{path}: trust policy is not a regular file (symlinks are not supported)"
+        )
+    if info.st_size > _MAX_CERT_FILE:
+        raise TrustStoreError(f"{path}: trust policy file too large")
+    return validate_trust_policy(path.read_bytes())
+
+
+def default_config_dir(
+    environ: Mapping[str, str] | None = None, platform: str = sys.platform
+) -> Path:
+    """The directory ``notation`` itself uses when run with ``environ``.
+
+    ``$NOTATION_CONFIG`` when set (notation v1.3.2 ``cmd/notation/main.go``); otherwise Go's
+    ``os.UserConfigDir()`` joined with ``notation`` (notation-go ``dir/path.go``):
+    ``$XDG_CONFIG_HOME`` (must be absolute) or ``$HOME/.config`` on Unix,
+    ``$HOME/Library/Application Support`` on macOS, ``%AppData%`` on Windows.
+
+    Raises:
+        ConfigError: the variables Go needs are unset (or ``$XDG_CONFIG_HOME`` is
+            relative), so notation itself would have no configuration directory.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("NOTATION_CONFIG"):
+        return Path(env["NOTATION_CONFIG"])
+    if platform.startswith("win"):
+        base = env.get("APPDATA") or env.get("AppData", "")
+        if not base:
+            raise ConfigError("%AppData% is not set: give the notation configuration directory")
+        return Path(base) / "notation"
+    home = env.get("HOME", "")
+    if platform == "darwin":
+        if not home:
+            raise ConfigError("$HOME is not set: give the notation configuration directory")
+        return Path(home) / "Library" / "Application Support" / "notation"
+    xdg = env.get("XDG_CONFIG_HOME", "")
+    if xdg:
+        if not os.path.isabs(xdg):
+            raise ConfigError("$XDG_CONFIG_HOME is relative (Go ignores it): give the directory")
+        return Path(xdg) / "notation"
+    if not home:
+        raise ConfigError("neither $XDG_CONFIG_HOME nor $HOME is set: give the directory")
+    return Path(home) / ".config" / "notation"
+
+
+_POLICY = "trustpolicy.json"
+
+
+def trust_policy_path(config_dir: str | os.PathLike[str]) -> Path:
+    """The trust policy file notation v1.3.2 reads in ``config_dir``:
+    ``trustpolicy.json``."""
+    return Path(config_dir) / _POLICY
 
 
 def write_trust_policy(config_dir: str | os.PathLike[str], policy: TrustPolicy) -> Path:
@@ -321,6 +410,52 @@ def write_trust_policy(config_dir: str | os.PathLike[str], policy: TrustPolicy) 
     data = policy.to_json()
     directory = Path(config_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "trustpolicy.json"
+    path = trust_policy_path(directory)
     atomic_write(path, data, tmp_dir=directory)
     return path
+
+
+def remove_trust_policy(config_dir: str | os.PathLike[str]) -> Path | None:
+    """Delete ``{config_dir}/trustpolicy.json`` (for a policy left with no statement, which
+    notation would refuse to load); returns its path, or None if there was none.
+
+    Raises:
+        TrustStoreError: the path is a directory (notation refuses it; not removed).
+    """
+    path = trust_policy_path(config_dir)
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(info.st_mode):
+        raise TrustStoreError(f"{path} is a directory, not a trust policy file")
+    path.unlink()
+    return path
+
+
+def remove_trust_store(config_dir: str | os.PathLike[str], store_type: str, name: str) -> int:
+    """Delete trust store ``store_type:name`` (its files, then its directory).
+
+    Returns:
+        The number of files removed (0: the store did not exist).
+
+    Raises:
+        ValueError: unknown type or invalid name.
+        TrustStoreError: the store is a symlink or holds a subdirectory or a link (notation
+            refuses such a store; holdca never writes one, so it removes nothing).
+    """
+    directory = trust_store_dir(config_dir, store_type, name)
+    try:
+        info = directory.lstat()
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISDIR(info.st_mode):
+        raise TrustStoreError(f"{directory} is not a regular directory: not removed")
+    entries = sorted(directory.iterdir())
+    for entry in entries:
+        if not stat.S_ISREG(entry.lstat().st_mode):
+            raise TrustStoreError(f"{entry} is not a regular file: {directory} not removed")
+    for entry in entries:
+        entry.unlink()
+    directory.rmdir()
+    return len(entries)
