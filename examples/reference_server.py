@@ -1,6 +1,6 @@
 """Run the reference XRPC server for a hold configured by HOLD_* variables.
 
-    pip install 'holdca[server]'
+    pip install -e '.[server]'      # in a checkout of the holdca repository
     export HOLD_DID=did:web:hold.example.com HOLD_SUBJECT_C=US HOLD_SUBJECT_ST=CA \
            HOLD_SUBJECT_O="Example Hold" HOLD_CA_CERT_PATH=/var/lib/hold/ca.crt \
            HOLD_CA_KEY_PATH=/var/lib/hold/keys \

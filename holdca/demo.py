@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import parse_qs
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -114,9 +115,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         """Serve ``/ca.crt``, ``/ca.crl`` and ``/ocsp/<base64>``."""
         now = datetime.now(UTC)
-        if self.path == "/ca.crl":
-            crl = self.ca.crl(now)
-            self._send(crl.public_bytes(serialization.Encoding.DER), "application/pkix-crl")
+        path, _, query = self.path.partition("?")
+        if path == "/ca.crl":  # ?ca=<16 hex>: the CRL of that CA (what certificates name)
+            key = parse_qs(query).get("ca", [""])[0]
+            named = self.ca.state(now).by_key(key) if key else self.ca.state(now).active
+            if named is None:
+                self._send(b"not found\n", "text/plain", 404)
+                return
+            der = self.ca.crl_der(now, ca_id=named.ca_id)
+            self._send(der, "application/pkix-crl")
         elif self.path == "/ca.crt":
             pem = self.ca.root_certificate.public_bytes(serialization.Encoding.PEM)
             self._send(pem, "application/x-pem-file")

@@ -15,7 +15,7 @@ It runs ``pytest tests/hardening -n 2`` with
 * ``HOLDCA_TALLY_DIR``: each test process writes its counters (inputs tried, inputs
   refused, faults injected, records checked; tests/hardening/tally.py) there,
 
-then, when atheris is installed (``pip install 'holdca[fuzz]'``), fuzzes each parser with
+then, when atheris is installed (``pip install -e '.[fuzz]'``), fuzzes each parser with
 coverage guidance for ``--atheris-seconds`` (tests/hardening/atheris_fuzz.py), and adds
 the counters up and writes the report with the test outcomes (from pytest's
 JUnit XML), including the known failures (strict xfails) and their reasons.
@@ -83,7 +83,7 @@ def run_atheris(seconds: int, env: dict[str, str]) -> dict[str, str]:
     if seconds <= 0:
         return {}
     if importlib.util.find_spec("atheris") is None:
-        return {"(all)": "atheris is not installed (pip install 'holdca[fuzz]')"}
+        return {"(all)": "atheris is not installed (pip install -e '.[fuzz]')"}
     module = "tests.hardening.atheris_fuzz"
     listed = subprocess.run([sys.executable, "-m", module, "--list"], cwd=ROOT, env=env,
                             capture_output=True, text=True, check=True)  # fmt: skip

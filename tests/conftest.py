@@ -66,7 +66,7 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHSM]:
     try:
         import pkcs11  # noqa: PLC0415
     except ImportError:
-        missing("python-pkcs11 (pip install 'holdca[pkcs11]')")
+        missing("python-pkcs11 (pip install -e '.[pkcs11]')")
         raise
 
     if getattr(pkcs11, "_loaded", {}):  # SoftHSM reads SOFTHSM2_CONF in C_Initialize

@@ -16,12 +16,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from holdca.cli import main
 from holdca.demo import notation_verify
 from holdca.notation import parse_envelope
 from holdca.notation.oci import OCILayout
 from holdca.testing.atproto import TestRepo
 from holdca.testing.oci import build_test_image
+from tests.cli_helpers import clean_environment, run, run_json
 from tests.tools import require_notation, require_tool
 
 COMMANDS = [
@@ -57,23 +57,7 @@ HOLD = [
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("HOLD_") or name == "HOLDCA_HOME":
-            monkeypatch.delenv(name)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, object]:
-    code, out, err = run(capsys, *argv, "--json")
-    assert code == 0, err
-    data = json.loads(out)
-    assert isinstance(data, dict)
-    return data
+    clean_environment(monkeypatch)
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

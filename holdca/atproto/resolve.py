@@ -1,9 +1,10 @@
 """The hold's own resolver: DID identities and repo proofs over HTTP, through one policy.
 
-Optional I/O adapter (``pip install 'holdca[http]'``); nothing in the sans-I/O core imports
-it. :class:`HTTPResolver` implements the :class:`~holdca.atproto.identity.Resolver`
-Protocol, with every fetch going through one :class:`~holdca.net.Fetcher` (the address
-policy checked after DNS for every connection, no redirects, size limits, one deadline):
+Optional I/O adapter (extra ``http``: ``pip install -e '.[http]'`` in a holdca checkout);
+nothing in the sans-I/O core imports it. :class:`HTTPResolver` implements the
+:class:`~holdca.atproto.identity.Resolver` Protocol, with every fetch going through one
+:class:`~holdca.net.Fetcher` (the address policy checked after DNS for every connection, no
+redirects, size limits, one deadline):
 
 * **did:plc**: ``GET {plc}/{did}/log/audit`` (not the rendered document), and the signed
   operation chain is verified (:func:`~holdca.atproto.plc.verify_audit_log`: genesis hash,

@@ -1,4 +1,5 @@
-"""The CA's own commands: ``init``, ``issue`` (a leaf without a proof), ``rotate``."""
+"""The CA's own commands: ``init``, ``issue`` (a leaf without a proof), ``rotate``,
+``retire``."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from __future__ import annotations
 # optional extras (server, pkcs11) are only needed by the commands that use them.
 # ruff: noqa: PLC0415
 import argparse
+import contextlib
 import json
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from holdca._fs import atomic_write
+from holdca._fs import atomic_write, undo_on_failure
 from holdca.cli import common as c
 
 __all__ = ["register"]
@@ -20,8 +23,8 @@ __all__ = ["register"]
 
 def _cmd_init(args: argparse.Namespace) -> int:
     home = c.home(args)
+    undo = contextlib.ExitStack()  # a failed init leaves nothing behind
     if home is not None:
-        home.mkdir(parents=True, exist_ok=True)
         settings = home / "hold.json"
         stored = c.stored_settings(home)
         given = {
@@ -33,7 +36,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
             "HOLD_OCSP_URL": args.ocsp_url,
             "HOLD_CERT_VALIDITY_HOURS": args.validity_hours,
             "HOLD_SIGNING_SCHEME": args.scheme,
-            "HOLD_CA_INTERMEDIATE_LABEL": args.intermediate_label,
+            "HOLD_CA_INTERMEDIATE_LABEL": args.intermediate_label
+            or ("hold-issuing" if args.intermediate else None),
         }
         stored.update({k: str(v) for k, v in given.items() if v is not None})
         if args.crl_url:
@@ -44,12 +48,23 @@ def _cmd_init(args: argparse.Namespace) -> int:
         from holdca.hold.config import HoldConfig
 
         HoldConfig.from_env({**c.environment(args), **stored})
-        atomic_write(settings, (json.dumps(stored, indent=2, sort_keys=True) + "\n").encode())
+        undo.enter_context(undo_on_failure(restore=[settings]))
     elif any(v is not None for v in (args.did, args.country, args.state, args.org)):
         raise c.UsageError("--did/--country/--state/--org need --home (or set HOLD_* variables)")
-    config = c.config(args)
-    existed = config.ca_cert_path is not None and config.ca_cert_path.exists()
-    ca = c.open_ca(args, create=True)
+    with undo:
+        if home is not None:
+            home.mkdir(parents=True, exist_ok=True)
+            atomic_write(settings, (json.dumps(stored, indent=2, sort_keys=True) + "\n").encode())
+        config = c.config(args)
+        existed = config.ca_cert_path is not None and config.ca_cert_path.exists()
+        ca = c.open_ca(args, create=True)
+    if config.effective_crl_url is None and config.effective_ocsp_url is None:
+        print(
+            "holdca: warning: no CRL or OCSP URL: leaves point verifiers at no revocation "
+            "status, so notation cannot learn that a certificate was revoked; run holdca "
+            "init again with --crl-url http://HOST/ca.crl and/or --ocsp-url URL",
+            file=sys.stderr,
+        )
     cert = ca.root_certificate
     c.emit(
         args,
@@ -65,7 +80,9 @@ def _cmd_init(args: argparse.Namespace) -> int:
         f"  certificate: {config.ca_cert_path}\n"
         f"  subject:     {cert.subject.rfc4514_string()}\n"
         f"  SHA-256:     {c.fingerprint(cert)}\n"
-        f"  valid until: {cert.not_valid_after_utc:%Y-%m-%d}",
+        f"  valid until: {cert.not_valid_after_utc:%Y-%m-%d}\n"
+        "  publish the fingerprints: add `holdca trust export --did-service` to the service "
+        "array of the hold's DID document (relying parties: holdca trust add https://HOST)",
     )
     return 0
 
@@ -84,13 +101,13 @@ def _cmd_issue(args: argparse.Namespace) -> int:
         atomic_write(Path(args.out), pem.encode("ascii"))
     leaf = chain[0]
     summary = (
-        f"issued serial {leaf.serial_number:x} to {args.did}, valid until "
+        f"issued serial {c.serial_text(leaf.serial_number)} to {args.did}, valid until "
         f"{leaf.not_valid_after_utc:%Y-%m-%d %H:%M}Z"
     )
     c.emit(
         args,
         {
-            "serial": format(leaf.serial_number, "x"),
+            "serial": c.serial_text(leaf.serial_number),
             "did": args.did,
             "notAfter": leaf.not_valid_after_utc.isoformat(),
             "chain": pem,
@@ -101,30 +118,70 @@ def _cmd_issue(args: argparse.Namespace) -> int:
 
 
 def _cmd_rotate(args: argparse.Namespace) -> int:
+    from holdca.hold.castate import ca_id_of
     from holdca.hold.setup import write_pem_certificate
 
     config = c.config(args)
     ca = c.open_ca(args)
     grace = timedelta(days=args.grace_days) if args.grace_days is not None else None
-    result = ca.rotate(new_label=args.new_label, now=c.now(), grace=grace)
+    now = c.now()
+    result = ca.rotate(new_label=args.new_label, now=now, grace=grace)
     cert_path = config.ca_cert_path
+    if result.intermediate:  # relying parties keep trusting the same root
+        c.emit(
+            args,
+            {
+                "newIntermediate": ca.ca_id,
+                "oldIntermediate": ca_id_of(result.old_root),
+                "sha256": c.fingerprint(result.new_root).replace(":", "").lower(),
+                "root": ca_id_of(ca.root_certificate),
+            },
+            f"rotated the intermediate: new issuing CA SHA-256 {c.fingerprint(result.new_root)}\n"
+            "  the root is unchanged: relying parties need do nothing\n"
+            "  the old intermediate is retired; it still answers OCSP and CRL requests",
+        )
+        return 0
+    assert result.new_by_old is not None
+    assert result.old_by_new is not None
     write_pem_certificate(cert_path, [result.new_root])
     bundle = cert_path.with_name("ca-bundle.crt")
-    write_pem_certificate(bundle, [result.new_root, result.old_root])
+    write_pem_certificate(bundle, ca.trust_bundle(now))
     cross = cert_path.with_name("ca-cross.crt")
     write_pem_certificate(cross, [result.new_by_old, result.old_by_new])
     c.emit(
         args,
         {
             "newRoot": ca.ca_id,
-            "oldRoot": ca.state().published[0].ca_id,
+            "oldRoot": ca_id_of(result.old_root),
             "retireAt": result.retire_at.isoformat(),
             "bundle": str(bundle),
         },
         f"rotated: new root SHA-256 {c.fingerprint(result.new_root)}\n"
-        f"  old root stays published until {result.retire_at:%Y-%m-%d %H:%M}Z\n"
+        f"  old root stays published until {result.retire_at:%Y-%m-%d %H:%M}Z "
+        "(or `holdca retire`)\n"
         f"  trust bundle (new + old) in {bundle}; cross-certificates in {cross}\n"
-        f"  tell relying parties: holdca trust install --notation-config DIR",
+        "  a running holdca serve uses the new root from its next request\n"
+        "  tell relying parties to add the new root: holdca trust add https://HOST",
+    )
+    return 0
+
+
+def _cmd_retire(args: argparse.Namespace) -> int:
+    from holdca.hold.setup import write_pem_certificate
+
+    config = c.config(args)
+    ca = c.open_ca(args)
+    now = c.now()
+    retired = ca.retire(now)
+    if retired:
+        write_pem_certificate(config.ca_cert_path.with_name("ca-bundle.crt"), ca.trust_bundle(now))
+    c.emit(
+        args,
+        {"retired": retired, "active": ca.ca_id},
+        "\n".join(f"retired CA {ca_id[:16]}: no longer trusted" for ca_id in retired)
+        + ("\n  it still answers OCSP and CRL requests for its certificates" if retired else "")
+        if retired
+        else "nothing to retire: no rotation is in its grace period",
     )
     return 0
 
@@ -142,8 +199,15 @@ def register(
     p.add_argument("--ocsp-url", help="URL of the OCSP responder put into leaves")
     p.add_argument("--validity-hours", type=int, help="leaf validity (default 24)")
     p.add_argument(
+        "--intermediate",
+        action="store_true",
+        help="also create an issuing intermediate CA (key label hold-issuing): the root "
+        "key is then needed only for intermediates, root CRLs and rotations, and can be "
+        "kept offline (recommended with an HSM)",
+    )
+    p.add_argument(
         "--intermediate-label",
-        help="also create an issuing intermediate CA with its key under this label",
+        help="like --intermediate, with the intermediate's key under this label",
     )
     p.add_argument(
         "--scheme",
@@ -154,9 +218,25 @@ def register(
     p = add("issue", _cmd_issue, "issue a leaf for a DID and a public key (no proof)", as_json)
     p.add_argument("--did", required=True, help="the subject DID")
     p.add_argument("--public-key", required=True, metavar="FILE", help="PEM public key")
-    p.add_argument("--validity-hours", type=int)
+    p.add_argument(
+        "--validity-hours", type=int, help="leaf lifetime (default HOLD_CERT_VALIDITY_HOURS)"
+    )
     p.add_argument("--out", metavar="FILE", help="write the PEM chain here")
 
-    p = add("rotate", _cmd_rotate, "rotate to a new root (old one stays published)", as_json)
-    p.add_argument("--new-label", required=True, help="key store label of the new root key")
+    p = add(
+        "rotate",
+        _cmd_rotate,
+        "rotate to a new root (the old one stays published for a grace period); with an "
+        "intermediate, to a new intermediate under the same root",
+        as_json,
+    )
+    p.add_argument("--new-label", required=True, help="key store label of the new CA key")
     p.add_argument("--grace-days", type=int, help="grace period (default HOLD_ROTATION_GRACE_DAYS)")
+
+    add(
+        "retire",
+        _cmd_retire,
+        "end a rotation's grace period now: the old root leaves the trust bundle (it keeps "
+        "answering OCSP and CRL requests for its certificates)",
+        as_json,
+    )

@@ -1,12 +1,21 @@
 """What every command shares: configuration from ``--home`` and ``HOLD_*``, opening the
-hold, reading files, parsing times and serials, printing text or JSON."""
+hold and its audit trail, reading files, parsing times and serials, printing text or JSON.
+
+Serials are read as hexadecimal (``0x`` and colons allowed, any case) and always printed
+in one form, :func:`serial_text` (lower-case hex, no ``0x``, no leading zeros), in text and
+JSON alike.
+"""
 
 from __future__ import annotations
 
 # ruff: noqa: PLC0415
 import argparse
+import dataclasses
 import json
+import logging
 import os
+import re
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +27,12 @@ from cryptography.hazmat.primitives import serialization
 from holdca.errors import ConfigError
 
 __all__ = [
+    "AUDIT_FILE",
+    "MAX_SERIAL_BITS",
     "Adder",
     "UsageError",
+    "audit_log",
+    "close_audit",
     "config",
     "emit",
     "environment",
@@ -31,8 +44,19 @@ __all__ = [
     "parse_time",
     "pem",
     "read",
+    "serial_text",
     "stored_settings",
+    "write_binary",
 ]
+
+AUDIT_FILE = "audit.log"
+"""The audit trail of CLI commands when ``HOLD_AUDIT_LOG`` is unset: beside the ledger."""
+
+MAX_SERIAL_BITS = 160
+"""RFC 5280 serials are at most 20 octets: a longer number is refused as a typo."""
+
+_HEX_SERIAL = re.compile(r"[0-9a-f]+")
+_audit_loggers: list[logging.Logger] = []
 
 
 class UsageError(Exception):
@@ -84,7 +108,10 @@ def stored_settings(directory: Path) -> dict[str, str]:
 
 def environment(args: argparse.Namespace) -> dict[str, str]:
     """The ``HOLD_*`` settings: the hold directory's paths and ``hold.json``, then the
-    environment (which wins)."""
+    environment (which wins). An unknown ``HOLD_*`` name (a typo) gets one warning line
+    on stderr per command run."""
+    from holdca.hold.config import unknown_settings
+
     env: dict[str, str] = {}
     directory = home(args)
     if directory is not None:
@@ -93,6 +120,11 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
         env["HOLD_LEDGER_PATH"] = str(directory / "ledger.sqlite3")
         env.update(stored_settings(directory))
     env.update({k: v for k, v in os.environ.items() if k.startswith("HOLD_")})
+    warned: set[str] = vars(args).setdefault("settings_warned", set())
+    for warning in unknown_settings(env):
+        if warning not in warned:
+            warned.add(warning)
+            print(f"holdca: warning: {warning}", file=sys.stderr)
     return env
 
 
@@ -104,13 +136,66 @@ def config(args: argparse.Namespace) -> Any:
 
 
 def open_ca(args: argparse.Namespace, **options: Any) -> Any:
-    """Open the hold (the operator is the caller: AllowAllAuthorizer unless given)."""
+    """Open the hold (the operator is the caller: AllowAllAuthorizer unless given).
+
+    Its audit trail is :func:`audit_log` unless ``audit=`` is given: never stderr.
+
+    Raises:
+        ConfigError: the configuration is invalid or the audit log cannot be appended to.
+    """
     from holdca.hold.policy import AllowAllAuthorizer
     from holdca.hold.setup import open_hold
 
+    settings = config(args)
     # The operator runs the CLI: the ATProto proof is the gate, there is no remote caller.
     options.setdefault("authorizer", AllowAllAuthorizer())
-    return open_hold(config(args), now=now(), **options)
+    if "audit" not in options:
+        options["audit"] = audit_log(settings, create=bool(options.get("create")))
+    return open_hold(settings, now=now(), **options)
+
+
+def audit_log(settings: Any, *, create: bool = False) -> Any:
+    """The audit trail of a CLI command (an :class:`~holdca.hold.audit.AuditLog`).
+
+    ``HOLD_AUDIT_LOG`` when set (a file, or ``-`` for stdout, as for ``holdca serve``);
+    otherwise :data:`AUDIT_FILE` in the ledger's directory. A file is created 0600 and
+    appended to. Unlike ``holdca serve`` a command never writes the trail to stderr,
+    where its errors go. :func:`close_audit` closes it. Only with ``create`` (``init``)
+    may the ledger be missing (and its directory is created).
+
+    Raises:
+        ConfigError: no ledger path (``HOLD_CA_CERT_PATH`` unset), no ledger (without
+            ``create``), or the file cannot be created or appended to.
+    """
+    from holdca.hold.setup import audit_from_config
+
+    if settings.audit_log is None:
+        ledger = settings.effective_ledger_path
+        if ledger is None:
+            raise ConfigError("HOLD_CA_CERT_PATH: required")
+        if not create and not ledger.exists():  # a mistyped path creates nothing
+            raise ConfigError(
+                f"HOLD_LEDGER_PATH: {ledger} does not exist (only holdca init creates a hold)"
+            )
+        try:
+            ledger.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the hold directory {str(ledger.parent)!r} ({exc.strerror or exc})"
+            ) from None
+        settings = dataclasses.replace(settings, audit_log=str(ledger.parent / AUDIT_FILE))
+    audit = audit_from_config(settings)
+    _audit_loggers.append(audit.logger)
+    return audit
+
+
+def close_audit() -> None:
+    """Flush and close every audit log :func:`audit_log` opened (idempotent)."""
+    while _audit_loggers:
+        logger = _audit_loggers.pop()
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -144,12 +229,41 @@ def parse_time(text: str, what: str) -> datetime:
     return value
 
 
-def parse_serial(text: str) -> int:
-    """A serial in hex (``0x`` and colons allowed); UsageError otherwise."""
-    try:
-        return int(text.lower().removeprefix("0x").replace(":", ""), 16)
-    except ValueError:
-        raise UsageError(f"--serial: not a hexadecimal serial number: {text!r}") from None
+def parse_serial(text: str, what: str = "--serial") -> int:
+    """A certificate serial in hexadecimal: any case, an optional ``0x`` and colons between
+    digits (``4C:D5:8A``, as openssl prints them) allowed.
+
+    Raises:
+        UsageError: naming ``what``: anything else (signs, spaces, underscores, no digits),
+            or a number over :data:`MAX_SERIAL_BITS` bits.
+    """
+    digits = text.strip().lower().removeprefix("0x")
+    if digits.startswith(":") or digits.endswith(":") or "::" in digits:
+        digits = ""  # colons go between digits
+    digits = digits.replace(":", "")
+    if not _HEX_SERIAL.fullmatch(digits):
+        raise UsageError(f"{what}: not a hexadecimal serial number: {text!r}")
+    serial = int(digits, 16)
+    if serial.bit_length() > MAX_SERIAL_BITS:
+        raise UsageError(f"{what}: longer than a certificate serial (20 bytes): {text!r}")
+    return serial
+
+
+def serial_text(serial: int) -> str:
+    """The one printed form of a serial: lower-case hex, no ``0x``, no leading zeros."""
+    return format(serial, "x")
+
+
+def write_binary(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, or to stdout when ``path`` is ``-``."""
+    if path == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    from holdca._fs import atomic_write
+
+    atomic_write(Path(path), data)
 
 
 def emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:

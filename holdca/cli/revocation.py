@@ -1,5 +1,10 @@
 """Revocation and status: ``revoke``, ``crl``, ``ocsp``; the deny list: ``deny``, ``allow``,
-``denied``."""
+``denied``.
+
+Serials are read with :func:`holdca.cli.common.parse_serial` and printed with
+:func:`holdca.cli.common.serial_text`. ``--out -`` writes DER to stdout (then ``--json``,
+which would print to the same place, is a usage error).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,13 @@ from __future__ import annotations
 # optional extras (server, pkcs11) are only needed by the commands that use them.
 import argparse
 import sys
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import ocsp
 
-from holdca._fs import atomic_write
 from holdca.cli import common as c
 
 __all__ = ["register"]
@@ -42,25 +47,52 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
         {
             "revoked": [
                 {
-                    "serial": format(r.serial, "x"),
+                    "serial": c.serial_text(r.serial),
                     "revokedAt": r.revoked_at.isoformat(),
                     "reason": r.reason,
                 }
                 for r in revs
             ]
         },
-        "\n".join(f"revoked {r.serial:x} ({r.reason or 'no reason'})" for r in revs)
+        "\n".join(f"revoked {c.serial_text(r.serial)} ({r.reason or 'no reason'})" for r in revs)
         or "nothing to revoke (no certificates matched)",
     )
     return 0
 
 
+def _no_json_to_stdout(args: argparse.Namespace) -> None:
+    """UsageError when ``--out -`` (DER on stdout) goes with ``--json`` (JSON on stdout)."""
+    if args.out == "-" and args.json:
+        raise c.UsageError("--out - writes DER to stdout: --json cannot go with it")
+
+
+def _named_ca(ca: Any, name: str | None, now: datetime) -> str | None:
+    """The id of the CA ``--ca`` names: ``root`` (the root above an intermediate, or the
+    active root), or 16 to 64 hex digits of its SHA-256; None without ``--ca``."""
+    if name is None:
+        return None
+    state = ca.state(now)
+    if name == "root":
+        return str(state.roots[0].ca_id if state.roots else state.active.ca_id)
+    named = state.by_key(name)
+    if named is None:
+        raise c.UsageError(
+            f"--ca: no CA of this hold has the id {name!r} (16 to 64 hex digits of its "
+            "SHA-256, as in its CRL URL's ca=, or 'root')"
+        )
+    return str(named.ca_id)
+
+
 def _cmd_crl(args: argparse.Namespace) -> int:
+    _no_json_to_stdout(args)
     ca = c.open_ca(args)
-    crl = ca.crl(c.now())
+    now = c.now()
+    crl = ca.crl(now, ca_id=_named_ca(ca, args.ca, now))
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
-    if args.out:
-        atomic_write(Path(args.out), crl.public_bytes(serialization.Encoding.DER))
+    if args.out == "-":
+        c.write_binary("-", crl.public_bytes(serialization.Encoding.DER))
+    elif args.out:
+        c.write_binary(args.out, crl.public_bytes(serialization.Encoding.DER))
         c.emit(
             args,
             {"crlNumber": number, "entries": len(crl), "path": args.out},
@@ -77,22 +109,57 @@ def _cmd_crl(args: argparse.Namespace) -> int:
 def _cmd_ocsp(args: argparse.Namespace) -> int:
     if (args.request is None) == (args.serial is None):
         raise c.UsageError("give exactly one of --request FILE or --serial HEX")
-    ca = c.open_ca(args)
     if args.request is not None:
         if not args.out:
-            raise c.UsageError("--request needs --out FILE for the DER response")
-        der = ca.ocsp(c.read(args.request, "OCSP request"), now=c.now())
-        atomic_write(Path(args.out), der)
-        print(f"OCSP response ({len(der)} bytes) written to {args.out}")
+            raise c.UsageError("--request needs --out FILE (or --out -) for the DER response")
+        _no_json_to_stdout(args)
+        request = c.read(args.request, "OCSP request")
+        ca = c.open_ca(args)
+        der = ca.ocsp(request, now=c.now())
+        c.write_binary(args.out, der)
+        if args.out != "-":
+            data = _response_summary(der)
+            data.update({"path": args.out, "bytes": len(der)})
+            answers = ", ".join(f"{r['serial']} {r['status']}" for r in data["responses"])
+            c.emit(
+                args,
+                data,
+                f"OCSP response ({len(der)} bytes, {data['responseStatus']}"
+                f"{': ' + answers if answers else ''}) written to {args.out}",
+            )
         return 0
-    status = ca.status_of(c.parse_serial(args.serial))
-    data: dict[str, Any] = {"serial": args.serial.lower(), "status": status.kind}
+    serial = c.parse_serial(args.serial)
+    if args.out is not None:
+        raise c.UsageError("--out goes with --request (--serial prints the status)")
+    ca = c.open_ca(args)
+    status = ca.status_of(serial)
+    data = {"serial": c.serial_text(serial), "status": status.kind}
     if status.revoked_at is not None:
         data["revokedAt"] = status.revoked_at.isoformat()
         data["reason"] = None if status.reason is None else status.reason.value
-    text = status.kind + (f" since {status.revoked_at.isoformat()}" if status.revoked_at else "")
+    text = f"{c.serial_text(serial)}: {status.kind}" + (
+        f" since {status.revoked_at.isoformat()}" if status.revoked_at else ""
+    )
     c.emit(args, data, text)
     return 0 if status.kind != "unknown" else 1
+
+
+def _response_summary(der: bytes) -> dict[str, Any]:
+    """What an OCSP response says: its status and, if successful, each serial's status."""
+    response = ocsp.load_der_ocsp_response(der)
+    data: dict[str, Any] = {
+        "responseStatus": response.response_status.name.lower(),
+        "responses": [],
+    }
+    if response.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL:
+        data["responses"] = [
+            {
+                "serial": c.serial_text(single.serial_number),
+                "status": single.certificate_status.name.lower(),
+            }
+            for single in response.responses
+        ]
+    return data
 
 
 def _cmd_deny(args: argparse.Namespace) -> int:
@@ -142,11 +209,17 @@ def register(
 ) -> None:
     """Add this module's commands to the parser (``add`` makes one subcommand)."""
     p = add("revoke", _cmd_revoke, "revoke a certificate or a DID's certificates", as_json)
-    p.add_argument("--serial", help="hexadecimal serial number")
+    p.add_argument("--serial", help="hexadecimal serial (0x and colons allowed)")
     p.add_argument("--did", help="revoke every certificate of this DID")
-    p.add_argument("--since", metavar="TIME", help="with --did: only those issued since TIME")
+    p.add_argument(
+        "--since",
+        metavar="TIME",
+        help="with --did: only those issued since TIME (ISO 8601; default: all of them)",
+    )
     p.add_argument(
         "--reason",
+        help="RFC 5280 reason put on the CRL and in OCSP answers (default: none); "
+        "keyCompromise also denies the DID new certificates",
         # certificateHold is not a revocation and aACompromise concerns attribute
         # authorities; removeFromCRL belongs to delta CRLs.
         choices=[
@@ -160,15 +233,38 @@ def register(
             )
         ],
     )
-    p.add_argument("--invalidity-date", metavar="TIME")
+    p.add_argument(
+        "--invalidity-date",
+        metavar="TIME",
+        help="when the key is known or suspected to have been compromised (ISO 8601; "
+        "default: not stated)",
+    )
 
     p = add("crl", _cmd_crl, "sign and print the current CRL (PEM) or write it (DER)", as_json)
-    p.add_argument("--out", metavar="FILE", help="write DER here instead of PEM to stdout")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write DER to FILE (- for stdout) instead of PEM to stdout",
+    )
+    p.add_argument(
+        "--ca",
+        metavar="ID",
+        help="the CRL of another CA of the hold: 'root' (with an intermediate: re-sign and "
+        "store the root's CRL, where the root key is) or 16+ hex digits of its SHA-256 "
+        "(default: the issuing CA)",
+    )
 
     p = add("ocsp", _cmd_ocsp, "answer an OCSP request file, or show a serial's status", as_json)
     p.add_argument("--request", metavar="FILE", help="DER OCSP request")
-    p.add_argument("--out", metavar="FILE", help="where to write the DER response")
-    p.add_argument("--serial", help="hexadecimal serial: print good / revoked / unknown")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="with --request: write the DER response to FILE (- for stdout)",
+    )
+    p.add_argument(
+        "--serial",
+        help="hexadecimal serial (0x and colons allowed): print good / revoked / unknown",
+    )
 
     p = add("deny", _cmd_deny, "refuse new certificates for a DID until `holdca allow`", as_json)
     p.add_argument("did", help="the DID to deny")

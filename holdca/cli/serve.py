@@ -1,4 +1,10 @@
-"""Running things: ``serve`` (the reference XRPC server) and ``demo``."""
+"""Running things: ``serve`` (the reference XRPC server) and ``demo``.
+
+``holdca serve`` checks ``--port`` (1 to 65535: a usage error otherwise) and binds it
+before it announces itself: a port already in use, or a host that does not resolve, is a
+configuration error (exit 2) naming the address. Its audit trail goes to
+``HOLD_AUDIT_LOG`` (stderr when unset), as documented for the server.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +21,33 @@ from holdca.errors import ConfigError
 
 __all__ = ["register"]
 
+# what the server uses when an option is not given (holdca.server's own defaults; kept
+# here so that `holdca serve --help` does not import the server; a test compares them)
+DEFAULT_MAX_BODY_KIB = 256
+DEFAULT_MAX_CONNECTIONS = 512
+DEFAULT_HEADER_TIMEOUT = 10
+DEFAULT_BODY_TIMEOUT = 10
+
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from holdca.server import ServerLimits, create_app, serve
     except ImportError:
         raise ConfigError(
-            "holdca serve needs the server extra: pip install 'holdca[server]'"
+            "holdca serve needs the server extra: pip install -e '.[server]' in a holdca checkout"
         ) from None
     from holdca.hold.alerts import alerts_from_config
     from holdca.hold.policy import AllowAllAuthorizer, SameDIDAuthorizer
     from holdca.hold.setup import audit_from_config, resolver_from_config
     from holdca.server.metrics import instrument
+    from holdca.server.run import MAX_PORT, listen_socket
 
+    if not 1 <= args.port <= MAX_PORT:
+        raise c.UsageError(f"--port: must be 1 to {MAX_PORT}, got {args.port}")
+    for name in ("max_body", "max_connections", "header_timeout", "body_timeout"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise c.UsageError(f"--{name.replace('_', '-')}: must be positive, got {value}")
     config = c.config(args)
     insecure = bool(args.insecure_no_auth)
     audit = audit_from_config(config, tags={"insecure_no_auth": True} if insecure else None)
@@ -44,19 +64,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(
         ca, insecure_no_auth=insecure, metrics=metrics, **_given(args, "max_body", "body_timeout")
     )
+    sock = listen_socket(args.host, args.port)  # ConfigError: in use, not resolvable
     if insecure:
         print(
             "WARNING: --insecure-no-auth: callers are NOT authenticated; anyone who can reach "
             "this port can get certificates for any DID whose record they can point at",
             file=sys.stderr,
         )
+    host = args.host.removeprefix("[").removesuffix("]")
     print(
-        f"serving hold CA {ca.hold_did} on http://{args.host}:{args.port} "
-        f"({'no caller authentication' if insecure else 'ATProto service auth'}; "
+        f"serving hold CA {ca.hold_did} on http://{f'[{host}]' if ':' in host else host}:"
+        f"{args.port} ({'no caller authentication' if insecure else 'ATProto service auth'}; "
         f"PLC {config.plc_url})",
         file=sys.stderr,
     )
-    serve(app, host=args.host, port=args.port, limits=limits)
+    serve(app, host=args.host, port=args.port, limits=limits, sock=sock)
     return 0
 
 
@@ -76,20 +98,46 @@ def register(
     add: c.Adder, common: argparse.ArgumentParser, as_json: argparse.ArgumentParser
 ) -> None:
     """Add this module's commands to the parser (``add`` makes one subcommand)."""
-    p = add("serve", _cmd_serve, "run the reference XRPC server (needs holdca[server])")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--max-body", type=int, help="request body limit (bytes; default 256 KiB)")
-    p.add_argument("--max-connections", type=int, help="beyond it: 503 (default 512)")
-    p.add_argument("--header-timeout", type=float, help="seconds to send a request head (10)")
-    p.add_argument("--body-timeout", type=float, help="seconds to send a body (default 10)")
+    p = add("serve", _cmd_serve, "run the reference XRPC server (needs the server extra)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="TCP port to listen on (1-65535)")
+    p.add_argument(
+        "--max-body",
+        type=int,
+        metavar="BYTES",
+        help=f"request body limit; larger bodies get 413 (default {DEFAULT_MAX_BODY_KIB} KiB)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help=f"connections served at once; beyond it 503 (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"time a client has to send a request head (default {DEFAULT_HEADER_TIMEOUT} seconds)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"time a client has to send a request body (default {DEFAULT_BODY_TIMEOUT} seconds)",
+    )
     p.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="do NOT authenticate callers (tests and closed networks only; warns on start "
-        "and tags every audit event)",
+        "and tags every audit event; default: ATProto service auth is required)",
     )
 
     p = add("demo", _cmd_demo, "run the end-to-end demo in a temporary directory")
-    p.add_argument("--keep", metavar="DIR", help="keep the demo files in DIR")
-    p.add_argument("--no-notation", action="store_true", help="skip notation verify")
+    p.add_argument(
+        "--keep", metavar="DIR", help="keep the demo files in DIR (default: a temporary directory)"
+    )
+    p.add_argument(
+        "--no-notation",
+        action="store_true",
+        help="skip notation verify (default: run it when notation is installed)",
+    )

@@ -25,6 +25,8 @@ def _cmd_cosign(args: argparse.Namespace) -> int:
             "--did-doc and --car go together (files you vouch for); give both, or neither "
             "to let the hold resolve the DID and fetch the proof itself"
         )
+    if args.validity_hours is not None and args.validity_hours < 1:
+        raise c.UsageError(f"--validity-hours: must be at least 1, got {args.validity_hours}")
     vouched = None
     if args.did_doc is not None:
         vouched = (c.read(args.did_doc, "DID document"), c.read(args.car, "getRecord CAR"))
@@ -50,7 +52,7 @@ def _cmd_cosign(args: argparse.Namespace) -> int:
     c.emit(
         args,
         {
-            "serial": format(resp.serial, "x"),
+            "serial": c.serial_text(resp.serial),
             "did": did,
             "image": image.digest,
             "signatureManifest": sig.digest,
@@ -59,7 +61,7 @@ def _cmd_cosign(args: argparse.Namespace) -> int:
             "rev": resp.record.rev,
         },
         f"{'re-signed' if args.command == 'resign' else 'co-signed'} {image.digest} for {did}\n"
-        f"  certificate serial {resp.serial:x}, valid until "
+        f"  certificate serial {c.serial_text(resp.serial)}, valid until "
         f"{resp.record.not_after:%Y-%m-%d %H:%M}Z\n"
         f"  signature manifest {sig.digest} attached to {args.layout}",
     )
@@ -89,4 +91,9 @@ def register(
         p.add_argument("--layout", required=True, metavar="DIR", help="OCI image layout")
         p.add_argument("--image", required=True, help="tag or sha256: digest in the layout")
         p.add_argument("--did", help="the user DID (default: the URI's)")
-        p.add_argument("--validity-hours", type=int)
+        p.add_argument(
+            "--validity-hours",
+            type=int,
+            metavar="HOURS",
+            help="certificate validity (default and maximum: HOLD_CERT_VALIDITY_HOURS, 24)",
+        )

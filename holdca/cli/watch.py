@@ -15,13 +15,14 @@ _MAX_CONCURRENCY = 64
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from holdca.hold.setup import audit_from_config, resolver_from_config
+    from holdca.hold.setup import resolver_from_config
 
     if not 1 <= args.concurrency <= _MAX_CONCURRENCY:
         raise c.UsageError(f"--concurrency must be between 1 and {_MAX_CONCURRENCY}")
     config = c.config(args)
-    # the audit trail is where a flagged change is reported: HOLD_AUDIT_LOG (default stderr)
-    ca = c.open_ca(args, resolver=resolver_from_config(config), audit=audit_from_config(config))
+    # the audit trail is where a flagged change is reported: HOLD_AUDIT_LOG, else audit.log
+    # beside the ledger (holdca.cli.common.audit_log)
+    ca = c.open_ca(args, resolver=resolver_from_config(config))
     report = ca.sweep(c.now(), concurrency=args.concurrency)
     data = report.to_json()
     data["onDidChange"] = ca.watch.on_change

@@ -1,10 +1,10 @@
-"""CA state and rotation: which CAs the hold has, which one issues, and rotating them.
+"""CA state: which CAs the hold has and which one issues.
 
 * :class:`CAState`: an immutable snapshot of the hold's CAs (:class:`LoadedCA`), swapped
   under a lock on rotation; :func:`load_state` builds it from the ledger's CA records;
-* :class:`RotationMixin`: :meth:`~RotationMixin.rotate` (a new root, cross-signed both ways
-  with the old one, which stays published for a grace period) and
-  :meth:`~RotationMixin.retire`, part of :class:`~holdca.hold.HoldCA`.
+* :func:`crl_url_for`: the CRL URL a CA's certificates name.
+
+Rotating is :mod:`holdca.hold.rotation`.
 
 Replacing a compromised CA (no grace period, no cross-certificate) is
 :mod:`holdca.hold.compromise`.
@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from holdca.errors import ConfigError, KeyStoreError
-from holdca.hold.audit import AuditLog
-from holdca.hold.ledger import CARecord, IssuanceLedger
-from holdca.keys import KeyStore, SignatureAlgorithm, Signer, spki_der
-from holdca.pki import SubjectInfo, cross_sign, issue_root
+from holdca.errors import ConfigError, KeyNotFoundError, KeyStoreError
+from holdca.hold.ledger import CARecord
+from holdca.keys import KeyStore, Signer, spki_der
 
 _log = logging.getLogger("holdca.hold")
 
@@ -34,12 +31,11 @@ __all__ = [
     "FORMER_STATES",
     "CAState",
     "LoadedCA",
-    "RotationMixin",
-    "RotationResult",
     "ca_id_of",
     "certificate_der",
-    "fingerprint",
     "check_key_match",
+    "crl_url_for",
+    "fingerprint",
     "load_state",
 ]
 
@@ -51,7 +47,8 @@ class LoadedCA:
     Attributes:
         ca_id: SHA-256 of the certificate (the ledger's key).
         key_label: the key store label of its key.
-        signer: its key.
+        signer: its key; None for a root above an issuing intermediate whose key is not
+            in the key store (an offline root: see :meth:`key`).
         certificate: its certificate.
         state: ``active``, ``root``, ``published``, ``retired`` or ``compromised`` (see
             :class:`~holdca.hold.ledger.CARecord`).
@@ -63,12 +60,25 @@ class LoadedCA:
 
     ca_id: str
     key_label: str
-    signer: Signer = field(repr=False)
+    signer: Signer | None = field(repr=False)
     certificate: x509.Certificate = field(repr=False)
     state: str
     retire_at: datetime | None
     cross: tuple[x509.Certificate, ...] = field(repr=False, default=())
     parent_id: str | None = None
+
+    def key(self, purpose: str) -> Signer:
+        """This CA's signer, for ``purpose`` (named in the error).
+
+        Raises:
+            KeyNotFoundError: the key is offline (not in the key store the hold uses).
+        """
+        if self.signer is None:
+            raise KeyNotFoundError(
+                f"{purpose} needs the key {self.key_label!r} of CA {self.ca_id[:16]}, which "
+                "is not in the key store (an offline root): run this where the key is"
+            )
+        return self.signer
 
 
 @dataclass(frozen=True)
@@ -103,24 +113,18 @@ class CAState:
         """Every CA the hold answers for: active, published, roots, former."""
         return (self.active, *self.published, *self.roots, *self.former)
 
+    def by_key(self, key: str) -> LoadedCA | None:
+        """The CA whose id starts with ``key`` (at least 16 hex digits, as CRL URLs name it)."""
+        key = key.lower()
+        if len(key) < 16 or len(key) > 64 or any(c not in "0123456789abcdef" for c in key):
+            return None
+        found = [ca for ca in self.all() if ca.ca_id.startswith(key)]
+        return found[0] if len(found) == 1 else None
 
-@dataclass(frozen=True)
-class RotationResult:
-    """The outcome of :meth:`HoldCA.rotate`.
-
-    Attributes:
-        old_root: the previous root (published until ``retire_at``).
-        new_root: the new active root.
-        new_by_old: the new root's key certified by the old root.
-        old_by_new: the old root's key certified by the new root.
-        retire_at: end of the grace period.
-    """
-
-    old_root: x509.Certificate
-    new_root: x509.Certificate
-    new_by_old: x509.Certificate
-    old_by_new: x509.Certificate
-    retire_at: datetime
+    @property
+    def chain_not_after(self) -> datetime:
+        """When the first certificate after a new leaf in ``x5c`` expires."""
+        return min(c.not_valid_after_utc for c in self.chain_suffix)
 
 
 def ca_id_of(cert: x509.Certificate) -> str:
@@ -137,6 +141,22 @@ def fingerprint(cert: x509.Certificate) -> str:
 def certificate_der(cert: x509.Certificate) -> bytes:
     """A certificate's DER."""
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+def crl_url_for(url: str | None, ca_id: str) -> str | None:
+    """The CRL URL that certificates issued by CA ``ca_id`` name (CDP).
+
+    Every CA has its own CRL, so a certificate must name its own issuer's: ``{ca}`` in
+    ``url`` is replaced by the first 16 hex digits of ``ca_id`` (for static hosting:
+    ``http://hold.example/crl/{ca}.crl``); otherwise a ``ca=<16 hex>`` query parameter is
+    added (``http://hold.example/ca.crl?ca=...``, which the reference server answers).
+    """
+    if url is None:
+        return None
+    key = ca_id[:16]
+    if "{ca}" in url:
+        return url.replace("{ca}", key)
+    return f"{url}{'&' if '?' in url else '?'}ca={key}"
 
 
 def check_key_match(signer: Signer, certificate: x509.Certificate, label: str) -> None:
@@ -157,7 +177,10 @@ def load_state(key_store: KeyStore, records: Sequence[CARecord]) -> CAState:
 
     Retired and compromised CAs are loaded into ``former`` when their key is still in the
     key store (a destroyed key is skipped, with a warning: their certificates can then no
-    longer be answered for).
+    longer be answered for). A root above an issuing intermediate may have its key away
+    (an offline root): it is loaded without a signer, and what needs its key (a new
+    intermediate, a rotation) raises KeyNotFoundError; its CRL is the one stored when it
+    was last signed (:meth:`~holdca.hold.ledger.IssuanceLedger.stored_crl`).
 
     Raises:
         ConfigError: not exactly one active CA, a missing parent, a key that does not
@@ -167,17 +190,22 @@ def load_state(key_store: KeyStore, records: Sequence[CARecord]) -> CAState:
     cas: list[LoadedCA] = []
     for rec in records:
         cert = x509.load_der_x509_certificate(rec.certificate_der)
+        signer: Signer | None
         try:
             signer = key_store.load(rec.key_label)
-        except KeyStoreError:
-            if rec.state not in FORMER_STATES:
+        except KeyStoreError as exc:
+            if rec.state == "root" and isinstance(exc, KeyNotFoundError):
+                signer = None  # an offline root
+            elif rec.state in FORMER_STATES:
+                _log.warning(
+                    "the key of former CA %s is gone: its certificates are not answered for",
+                    rec.ca_id[:16],
+                )
+                continue
+            else:
                 raise
-            _log.warning(
-                "the key of former CA %s is gone: its certificates are not answered for",
-                rec.ca_id[:16],
-            )
-            continue
-        check_key_match(signer, cert, rec.key_label)
+        if signer is not None:
+            check_key_match(signer, cert, rec.key_label)
         cross = tuple(x509.load_der_x509_certificate(c) for c in rec.cross_certificates_der)
         cas.append(
             LoadedCA(
@@ -214,134 +242,3 @@ def load_state(key_store: KeyStore, records: Sequence[CARecord]) -> CAState:
         if via:
             suffix = [via[0], old.certificate]
     return CAState(issuing, published, tuple(suffix), tuple(roots), former)
-
-
-class RotationMixin:
-    """Rotation for :class:`~holdca.hold.HoldCA` (which provides the attributes below)."""
-
-    _lock: threading.Lock
-    _state: CAState
-    ledger: IssuanceLedger
-    key_store: KeyStore | None
-    audit: AuditLog
-    hold_did: str
-    subject: SubjectInfo
-    grace: timedelta
-
-    def rotate(
-        self,
-        *,
-        new_label: str,
-        now: datetime,
-        grace: timedelta | None = None,
-        algorithm: SignatureAlgorithm | None = None,
-    ) -> RotationResult:
-        """Rotate to a new root: generate it, cross-sign both ways, keep the old one published.
-
-        During the grace period new leaves chain ``leaf -> new-root-by-old-root -> old
-        root``, so relying parties that trust only the old root keep verifying; after it
-        the old root is retired and leaves chain straight to the new root. Relying
-        parties should add the new root (see :meth:`trust_bundle`) during the grace
-        period.
-
-        Raises:
-            ConfigError: no key store, or a rotation is already in its grace period.
-            KeyExistsError: ``new_label`` is taken.
-            LedgerError, ProfileError, SignerError.
-        """
-        if self.key_store is None:
-            raise ConfigError("rotation needs the key store the hold was opened with")
-        grace = self.grace if grace is None else grace
-        with self._lock:
-            state = self._state
-            if state.published:
-                raise ConfigError(
-                    "a rotation is still in its grace period (until "
-                    f"{state.published[0].retire_at}); retire it first"
-                )
-            old = state.active
-            if old.parent_id is not None:
-                raise ConfigError(
-                    "rotating a hold that issues from an intermediate CA is not supported; "
-                    "issue a new intermediate under the root instead"
-                )
-            algo = algorithm or old.signer.algorithm
-            new_signer = self.key_store.generate(new_label, algo)
-            generation = len(self.ledger.cas()) + 1
-            new_root = issue_root(
-                new_signer,
-                hold_did=self.hold_did,
-                subject=self.subject,
-                now=now,
-                common_name=f"ATCR Hold CA G{generation} - {self.hold_did}",
-            )
-            new_by_old = cross_sign(old.signer, old.certificate, new_root, now=now)
-            old_by_new = cross_sign(new_signer, new_root, old.certificate, now=now)
-            retire_at = now + grace
-            new_record = CARecord(
-                ca_id_of(new_root),
-                new_label,
-                certificate_der(new_root),
-                now,
-                "active",
-                None,
-                (certificate_der(new_by_old),),
-            )
-            old_record = CARecord(
-                old.ca_id,
-                old.key_label,
-                certificate_der(old.certificate),
-                now - timedelta(microseconds=1),
-                "published",
-                retire_at,
-                (certificate_der(old_by_new),),
-            )
-            self.ledger.put_cas([old_record, new_record])  # one transaction
-            self._state = load_state(self.key_store, self.ledger.cas())
-        self.audit.rotated(old_id=old.ca_id, new_id=new_record.ca_id, retire_at=retire_at, now=now)
-        return RotationResult(old.certificate, new_root, new_by_old, old_by_new, retire_at)
-
-    def retire(self, now: datetime) -> list[str]:
-        """Retire every published CA now (ending the grace period early); returns their ids."""
-        with self._lock:
-            ids = [ca.ca_id for ca in self._state.published]
-        self._retire(now, force=True)
-        return ids
-
-    def _retire(self, now: datetime, *, force: bool = False) -> CAState:
-        with self._lock:
-            state = self._state
-            done = [
-                ca
-                for ca in state.published
-                if force or (ca.retire_at is not None and ca.retire_at <= now)
-            ]
-            if not done:
-                return state
-            self.ledger.put_cas(
-                [
-                    CARecord(
-                        ca.ca_id,
-                        ca.key_label,
-                        certificate_der(ca.certificate),
-                        now,
-                        "retired",
-                        ca.retire_at,
-                        tuple(certificate_der(c) for c in ca.cross),
-                        ca.parent_id,
-                    )
-                    for ca in done
-                ]
-            )
-            assert self.key_store is not None
-            self._state = load_state(self.key_store, self.ledger.cas())
-            new_state = self._state
-        for ca in done:
-            self.audit.rotated(
-                old_id=ca.ca_id,
-                new_id=new_state.active.ca_id,
-                retire_at=now,
-                now=now,
-                step="retired",
-            )
-        return new_state

@@ -23,7 +23,7 @@ from cryptography import x509
 
 from holdca.errors import ConfigError
 from holdca.hold.audit import AuditLog
-from holdca.hold.castate import CAState, LoadedCA, ca_id_of, certificate_der, load_state
+from holdca.hold.castate import CAState, LoadedCA, ca_id_of, certificate_der, crl_url_for
 from holdca.hold.ledger import CARecord, IssuanceLedger, IssuanceRecord, Revocation
 from holdca.keys import KeyStore, SignatureAlgorithm
 from holdca.pki import SubjectInfo, issue_intermediate, issue_root
@@ -70,8 +70,17 @@ class CompromiseMixin:
     audit: AuditLog
     hold_did: str
     subject: SubjectInfo
+    crl_url: str | None
 
-    if TYPE_CHECKING:  # provided by StatusMixin
+    if TYPE_CHECKING:  # provided by StatusMixin and RotationMixin
+
+        def _reload_state(self) -> CAState: ...
+
+        def state(self, now: datetime | None = None) -> CAState: ...
+
+        def crl(
+            self, now: datetime, *, ca_id: str | None = None
+        ) -> x509.CertificateRevocationList: ...
 
         def revoke(
             self,
@@ -128,7 +137,7 @@ class CompromiseMixin:
                 raise ConfigError("a compromised root above the intermediate needs new_root_label")
             if (not intermediate or not root) and new_root_label is not None:
                 raise ConfigError("new_root_label is only for root=True on an intermediate hold")
-            algo = algorithm or old.signer.algorithm
+            algo = algorithm or old.key("replacing the CA").algorithm
             records = {rec.ca_id: rec for rec in self.ledger.cas()}
             generation = len(records) + 1
             compromised = [old]
@@ -168,7 +177,8 @@ class CompromiseMixin:
                         )
                     )
                 else:
-                    root_signer, root_cert = state.roots[0].signer, state.roots[0].certificate
+                    root_signer = state.roots[0].key("a new intermediate")
+                    root_cert = state.roots[0].certificate
                 new_cert = issue_intermediate(
                     root_signer,
                     root_cert,
@@ -177,6 +187,7 @@ class CompromiseMixin:
                     subject=self.subject,
                     now=now,
                     common_name=f"ATCR Hold Issuing CA G{generation} - {self.hold_did}",
+                    crl_url=crl_url_for(self.crl_url, ca_id_of(root_cert)),
                 )
                 new_root_cert = root_cert
                 parent_id = ca_id_of(root_cert)
@@ -193,7 +204,7 @@ class CompromiseMixin:
             for ca in retired:
                 changes.append(replace(records[ca.ca_id], state="retired", retire_at=now))
             self.ledger.put_cas([*changes, new_record])  # one transaction
-            self._state = load_state(self.key_store, self.ledger.cas())
+            self._reload_state()
         for ca in compromised:
             self.audit.rotated(
                 old_id=ca.ca_id, new_id=new_record.ca_id, retire_at=now, now=now, step="compromised"
@@ -203,6 +214,9 @@ class CompromiseMixin:
                 old_id=ca.ca_id, new_id=new_record.ca_id, retire_at=now, now=now, step="retired"
             )
         revoked = self.revoke_compromised_intermediates(now)
+        for kept in self.state().roots:
+            if kept.signer is not None:  # store the root's new CRL for when its key is away
+                self.crl(now, ca_id=kept.ca_id)
         return CompromiseResult(
             tuple(compromised), tuple(retired), new_cert, new_root_cert, tuple(revoked), now
         )

@@ -59,6 +59,7 @@ Environment variables (``HoldConfig.from_env``):
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -71,7 +72,7 @@ from urllib.parse import urlsplit
 from holdca.atproto.did import validate_did
 from holdca.errors import ConfigError, DIDSyntaxError
 
-__all__ = ["ENV_VARS", "HoldConfig", "Secret"]
+__all__ = ["ENV_VARS", "KNOWN_VARIABLES", "HoldConfig", "Secret", "unknown_settings"]
 
 
 class Secret:
@@ -144,6 +145,35 @@ _SECRET_FILES = {
     "ca_key_passphrase": "HOLD_CA_KEY_PASSPHRASE_FILE",
     "pkcs11_pin": "HOLD_PKCS11_PIN_FILE",
 }
+KNOWN_VARIABLES: frozenset[str] = frozenset(
+    {
+        *ENV_VARS.values(),
+        *_SECRET_FILES.values(),
+        "HOLD_CA_AUTO_INIT",  # read by examples/reference_server.py, beside these
+    }
+)
+"""Every ``HOLD_*`` name holdca reads: the config fields, the ``*_FILE`` variants, and
+the reference server example's ``HOLD_CA_AUTO_INIT``."""
+
+
+def unknown_settings(env: Mapping[str, str]) -> list[str]:
+    """A warning for each ``HOLD_*`` name in ``env`` that is not in :data:`KNOWN_VARIABLES`
+    (a misspelled setting is otherwise silently ignored), with the closest known name
+    when one is close (``difflib``): ``"HOLD_LEDGR_PATH is not a holdca setting (did you
+    mean HOLD_LEDGER_PATH?)"``. Names not starting with ``HOLD_`` are not checked.
+    Sorted by name; never raises; values are never looked at (they may be secrets).
+    """
+    stems = {name.removeprefix("HOLD_"): name for name in sorted(KNOWN_VARIABLES)}
+    warnings = []
+    for name in sorted(env):
+        if not name.startswith("HOLD_") or name in KNOWN_VARIABLES:
+            continue
+        close = difflib.get_close_matches(name.removeprefix("HOLD_"), stems, n=1, cutoff=0.6)
+        hint = f" (did you mean {stems[close[0]]}?)" if close else ""
+        warnings.append(f"{name} is not a holdca setting{hint}")
+    return warnings
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?&@_]+")
@@ -262,8 +292,9 @@ class HoldConfig:
                 parts = urlsplit(value)
                 if parts.scheme not in ("http", "https") or not parts.netloc:
                     raise _bad(url, f"must be an http:// URL, not {value!r}")
-                if url == "crl_url" and parts.scheme != "http":
-                    raise _bad(url, "notation fetches CRLs over http:// only")
+                if parts.scheme != "http":  # notation-core-go's CRL and OCSP clients
+                    what = "CRLs" if url == "crl_url" else "OCSP responses"
+                    raise _bad(url, f"notation fetches {what} over http:// only")
             elif getattr(self, flag):
                 raise _bad(url, f"required when {ENV_VARS[flag]} is true")
         if self.rate_limit_per_hour < 0:

@@ -55,18 +55,19 @@ from holdca.errors import (
     DuplicateSerialError,
     HoldCAError,
     KeyNotFoundError,
+    KeyStoreError,
     LedgerError,
     MalformedInputError,
     PolicyError,
+    ProfileError,
 )
 from holdca.hold.audit import AuditLog
 from holdca.hold.castate import (
     CAState,
-    RotationMixin,
-    RotationResult,
     ca_id_of,
     certificate_der,
     check_key_match,
+    crl_url_for,
     load_state,
 )
 from holdca.hold.compromise import CompromiseMixin
@@ -74,6 +75,7 @@ from holdca.hold.gate import GateResult, TrustGate
 from holdca.hold.ledger import CARecord, IssuanceLedger, IssuanceRecord
 from holdca.hold.policy import Authorizer, IssuancePolicy, SameDIDAuthorizer
 from holdca.hold.revocation import RevocationMixin
+from holdca.hold.rotation import RotationMixin, RotationResult
 from holdca.hold.status import StatusMixin
 from holdca.hold.watch import DEFAULT_CONCURRENCY, DIDWatch, OnChange, SweepReport
 from holdca.keys import KeyStore, MemorySigner, SignatureAlgorithm
@@ -222,6 +224,21 @@ class _IssuingKit:
     suffix_valid: tuple[datetime, datetime]  # when every suffix certificate is valid
 
 
+def _within_chain(state: CAState, validity: timedelta, now: datetime) -> timedelta:
+    """``validity`` shortened so that a leaf issued at ``now`` expires with its chain.
+
+    Raises:
+        ProfileError: a certificate of the chain has expired (or expires within a minute).
+    """
+    left = state.chain_not_after - now
+    if left < timedelta(minutes=1):
+        raise ProfileError(
+            f"the hold's CA chain expires at {state.chain_not_after.isoformat()}: rotate "
+            "the CA (holdca rotate) before issuing"
+        )
+    return min(validity, left)
+
+
 class HoldCA(RevocationMixin, StatusMixin, RotationMixin, CompromiseMixin):
     """A hold acting as an X.509 CA for the DIDs whose images it stores.
 
@@ -245,6 +262,7 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin, CompromiseMixin):
         ocsp_url: str | None = None,
         cosign_enabled: bool = True,
         crl_next_update: timedelta = timedelta(hours=24),
+        root_crl_next_update: timedelta = timedelta(days=30),
         crl_refresh: timedelta = timedelta(hours=1),
         crl_retention: timedelta = timedelta(days=365),
         grace: timedelta = DEFAULT_GRACE,
@@ -271,8 +289,12 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin, CompromiseMixin):
             ocsp_url: AIA OCSP URL put into leaves, or None.
             cosign_enabled: False refuses every cosign/resign with PolicyError.
             crl_next_update: CRL lifetime (nextUpdate - thisUpdate).
+            root_crl_next_update: CRL lifetime of a root above an issuing intermediate,
+                whose key may be kept offline: its CRL is stored in the ledger and served
+                until then (re-sign it where the key is before it runs out).
             crl_refresh: re-sign an unchanged CRL after this long.
-            crl_retention: keep revoked entries this long after the certificate expired.
+            crl_retention: keep revoked entries this long after the certificate expired
+                (keyCompromise entries stay for as long as the CA answers).
             grace: default rotation grace period.
             resolver: where DID identities and record proofs come from (the hold's own
                 :class:`~holdca.atproto.resolve.HTTPResolver` in production); without
@@ -294,6 +316,7 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin, CompromiseMixin):
             ValueError: an unknown ``on_did_change``.
         """
         self._state = state
+        self._ca_version = ledger.ca_version()
         self._lock = threading.Lock()
         # CA chain suffixes (their DER) whose full notation profile lint has passed once
         # (see _sign): a leaf from the LeafTemplate differs only in DID, key, serial and
@@ -314,6 +337,7 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin, CompromiseMixin):
         self.ocsp_url = ocsp_url
         self.cosign_enabled = cosign_enabled
         self.crl_next_update = crl_next_update
+        self.root_crl_next_update = root_crl_next_update
         self.crl_refresh = crl_refresh
         self.crl_retention = crl_retention
         self.grace = grace
@@ -400,6 +424,7 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin, CompromiseMixin):
                     hold_did=hold_did,
                     subject=subject,
                     now=now,
+                    crl_url=crl_url_for(options.get("crl_url"), record.ca_id),
                 )
                 records = [
                     replace(record, state="root"),
@@ -418,21 +443,35 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin, CompromiseMixin):
                 "ledger (wrong file, or wrong HOLD_LEDGER_PATH?)"
             )
         state = load_state(key_store, records)
-        return cls(
+        hold = cls(
             state, ledger=ledger, hold_did=hold_did, subject=subject, key_store=key_store, **options
         )
+        for root in state.roots:
+            if root.signer is not None and ledger.stored_crl(root.ca_id) is None:
+                hold.crl(now, ca_id=root.ca_id)  # stored: served while the root key is away
+        return hold
 
     # ------------------------------------------------------------------ state
 
     def state(self, now: datetime | None = None) -> CAState:
-        """The current CA snapshot; with ``now``, retires CAs whose grace period ended.
+        """The current CA snapshot; with ``now``, also what other processes changed.
 
-        Retiring writes to the ledger; if the ledger is busy (another process holds its
-        write lock), the snapshot is returned unchanged and the retirement is tried again
-        on the next call, so readers (OCSP, CRL) are never failed by it.
+        With ``now``: a rotation, retirement or compromise recorded in the ledger by
+        another process (``holdca rotate`` beside a running ``holdca serve``) is loaded
+        first (one counter read, :meth:`~holdca.hold.ledger.IssuanceLedger.ca_version`),
+        then CAs whose grace period ended are retired. Retiring writes to the ledger; if
+        the ledger is busy (another process holds its write lock), the snapshot is
+        returned unchanged and the retirement is tried again on the next call, so readers
+        (OCSP, CRL) are never failed by it; the same holds for a failed reload.
         """
         with self._lock:
             state = self._state
+            if now is not None and self.key_store is not None:
+                try:
+                    if self.ledger.ca_version() != self._ca_version:
+                        state = self._reload_state()
+                except (LedgerError, KeyStoreError, ConfigError) as exc:
+                    _log.warning("reloading the CA state failed (%s); retrying", exc)
         if now is not None and any(
             ca.retire_at is not None and ca.retire_at <= now for ca in state.published
         ):
@@ -630,7 +669,7 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin, CompromiseMixin):
             did=did,
             public_key=leaf_key.public_key,
             now=now,
-            validity=checked.validity,
+            validity=_within_chain(state, checked.validity, now),
             serial=random_serial(),
         )
         leaf = x509.load_der_x509_certificate(leaf_der)
@@ -702,10 +741,10 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin, CompromiseMixin):
                 state=state,
                 settings=settings,
                 template=LeafTemplate(
-                    state.active.signer,
+                    state.active.key("issuing"),
                     state.active.certificate,
                     subject=self.subject,
-                    crl_url=self.crl_url,
+                    crl_url=crl_url_for(self.crl_url, state.active.ca_id),
                     ocsp_url=self.ocsp_url,
                 ),
                 suffix_der=tuple(certificate_der(c) for c in state.chain_suffix),
@@ -753,7 +792,10 @@ class HoldCA(RevocationMixin, StatusMixin, RotationMixin, CompromiseMixin):
             self.policy.check_validity(validity)
             state = self.state(now)
             leaf = self._kit(state).template.issue(
-                did=did, public_key=public_key, now=now, validity=validity
+                did=did,
+                public_key=public_key,
+                now=now,
+                validity=_within_chain(state, validity, now),
             )
             record = IssuanceRecord(
                 serial=leaf.serial_number,

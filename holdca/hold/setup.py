@@ -1,7 +1,8 @@
 """From a :class:`~holdca.hold.config.HoldConfig` to a running :class:`~holdca.hold.HoldCA`.
 
 This is the I/O edge of the hold package: it opens the key store (PEM directory or
-PKCS#11 token), the SQLite ledger, and reads or writes the CA certificate file.
+PKCS#11 token), the SQLite ledger, and reads (or, when creating the hold, writes) the CA
+certificate file. Only ``create=True`` (``holdca init``) creates any of them.
 
 Example::
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from holdca._fs import atomic_write
+from holdca._fs import atomic_write, undo_on_failure
 from holdca.atproto.identity import Resolver
 from holdca.errors import ConfigError
 from holdca.hold.audit import AuditLog
@@ -44,15 +46,40 @@ __all__ = [
 ]
 
 
-def key_store_from_config(config: HoldConfig) -> tuple[KeyStore, str]:
+def _only_init(variable: str, path: Path, *, default: bool = False) -> ConfigError:
+    where = f"unset, and the default {path}" if default else str(path)
+    return ConfigError(f"{variable}: {where} does not exist (only holdca init creates a hold)")
+
+
+def _pem_location(config: HoldConfig) -> tuple[Path, str, bool]:
+    """The PEM key directory, the CA key label and whether ``HOLD_CA_KEY_PATH`` names a
+    ``<label>.pem`` file (not a directory).
+
+    Raises:
+        ConfigError: neither ``HOLD_CA_KEY_PATH`` nor ``HOLD_CA_CERT_PATH`` is set.
+    """
+    path = config.ca_key_path
+    if path is not None:
+        if path.suffix == ".pem" and not path.is_dir():
+            return path.parent, path.stem, True
+        return path, config.ca_key_label, False
+    if config.ca_cert_path is not None:
+        return config.ca_cert_path.parent / "keys", config.ca_key_label, False
+    raise ConfigError("HOLD_CA_KEY_PATH: required with HOLD_KEY_BACKEND=pem")
+
+
+def key_store_from_config(config: HoldConfig, *, create: bool = False) -> tuple[KeyStore, str]:
     """The key store and the CA key label the config names.
 
     PEM: ``HOLD_CA_KEY_PATH`` is either the key store directory (label
     ``HOLD_CA_KEY_LABEL``) or a ``<label>.pem`` file in it. Without it, the directory
-    ``keys/`` beside the CA certificate is used.
+    ``keys/`` beside the CA certificate is used. Only with ``create`` is a missing
+    directory made (mode 0700); otherwise the directory, or the ``<label>.pem`` file
+    ``HOLD_CA_KEY_PATH`` names, must exist.
 
     Raises:
-        ConfigError: no place for the keys; PKCS#11 support not installed.
+        ConfigError: no place for the keys; without ``create``, the key directory or key
+            file does not exist; PKCS#11 support not installed.
         KeyStoreError: the backend refused (token not found, wrong PIN).
     """
     label = config.ca_key_label
@@ -61,7 +88,8 @@ def key_store_from_config(config: HoldConfig) -> tuple[KeyStore, str]:
             from holdca.keys.pkcs11 import PKCS11KeyStore  # noqa: PLC0415 - optional extra
         except ImportError as exc:
             raise ConfigError(
-                "HOLD_KEY_BACKEND=pkcs11 needs python-pkcs11: pip install 'holdca[pkcs11]'"
+                "HOLD_KEY_BACKEND=pkcs11 needs python-pkcs11: "
+                "pip install -e '.[pkcs11]' in a holdca checkout"
             ) from exc
         assert config.pkcs11_module is not None
         assert config.pkcs11_token_label is not None
@@ -70,17 +98,13 @@ def key_store_from_config(config: HoldConfig) -> tuple[KeyStore, str]:
             str(config.pkcs11_module), config.pkcs11_token_label, config.pkcs11_pin.reveal()
         )
         return store, label
-    if config.ca_key_path is not None:
-        path = config.ca_key_path
-        if path.suffix == ".pem" and not path.is_dir():
-            directory, label = path.parent, path.stem
-        else:
-            directory = path
-    elif config.ca_cert_path is not None:
-        directory = config.ca_cert_path.parent / "keys"
-    else:
-        raise ConfigError("HOLD_CA_KEY_PATH: required with HOLD_KEY_BACKEND=pem")
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory, label, is_file = _pem_location(config)
+    if create:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    elif not directory.exists():
+        raise _only_init("HOLD_CA_KEY_PATH", directory, default=config.ca_key_path is None)
+    elif is_file and not (directory / f"{label}.pem").exists():
+        raise _only_init("HOLD_CA_KEY_PATH", directory / f"{label}.pem")
     passphrase = (
         None
         if config.ca_key_passphrase is None
@@ -114,7 +138,7 @@ def resolver_from_config(config: HoldConfig) -> Resolver:
         from holdca.net import AddressPolicy  # noqa: PLC0415
     except ImportError as exc:
         raise ConfigError(
-            "resolving DIDs needs the http extra: pip install 'holdca[http]'"
+            "resolving DIDs needs the http extra: pip install -e '.[http]' in a holdca checkout"
         ) from exc
     policy = AddressPolicy.parse(config.network_allow, variable="HOLD_NETWORK_ALLOW")
     return HTTPResolver(plc_url=config.plc_url, policy=policy, cache_ttl=config.identity_ttl)
@@ -157,6 +181,42 @@ def write_pem_certificate(path: Path, certs: list[x509.Certificate]) -> None:
     atomic_write(path, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs))
 
 
+def _read_certificate(path: Path, *, create: bool) -> x509.Certificate | None:
+    """The first certificate in the PEM file ``path``; ``None`` if it is missing and
+    ``create`` is true.
+
+    Raises:
+        ConfigError: the file is missing (without ``create``) or not a PEM certificate.
+    """
+    if not path.exists():
+        if create:
+            return None
+        raise _only_init("HOLD_CA_CERT_PATH", path)
+    try:
+        return x509.load_pem_x509_certificates(path.read_bytes())[0]
+    except (ValueError, x509.InvalidVersion, IndexError, OSError) as exc:
+        raise ConfigError(f"HOLD_CA_CERT_PATH: {path} is not a readable PEM certificate") from exc
+
+
+def _created_by_init(config: HoldConfig, ledger_path: Path | None) -> list[Path]:
+    """What a failed ``open_hold(create=True)`` removes again if it was not there before:
+    the CA certificate and, with a ledger file this run creates, that ledger and the PEM
+    key directory and key files (never keys that a ledger kept from before may name)."""
+    assert config.ca_cert_path is not None
+    paths = [config.ca_cert_path]
+    if ledger_path is None or ledger_path.exists():
+        return paths
+    paths += [
+        ledger_path,
+        *(ledger_path.with_name(ledger_path.name + s) for s in ("-wal", "-shm", "-journal")),
+    ]
+    if config.key_backend == "pem":
+        directory, label, _ = _pem_location(config)
+        labels = [label, *([config.ca_intermediate_label] if config.ca_intermediate_label else [])]
+        paths += [directory, *(directory / f"{name}.pem" for name in labels)]
+    return paths
+
+
 def open_hold(
     config: HoldConfig,
     *,
@@ -169,49 +229,86 @@ def open_hold(
 ) -> HoldCA:
     """Open the hold ``config`` describes; with ``create``, make its CA if it has none.
 
-    Reads ``HOLD_CA_CERT_PATH`` when it exists; when the CA is created (or was rotated)
-    the root new leaves chain to is written there (the certificate relying parties trust).
-    The hold watches DIDs as ``HOLD_ON_DID_CHANGE`` says (``on_did_change=`` overrides it;
-    see :mod:`holdca.hold.watch`).
+    Only ``create`` (``holdca init``) makes state. Without it, the CA certificate
+    ``HOLD_CA_CERT_PATH``, the ledger ``HOLD_LEDGER_PATH`` (unless ``ledger`` is given)
+    and, for PEM keys, the key directory or key file must exist: a mistyped path is an
+    error, not a new empty hold. ``HOLD_CA_CERT_PATH`` is written only by ``create``, when
+    it is missing (the CA was just made, or its certificate file was deleted); after a
+    rotation or recovery the command that did it rewrites it. With ``create``, a failure
+    removes what this call created (certificate, new ledger, new key files). The hold
+    watches DIDs as ``HOLD_ON_DID_CHANGE`` says (``on_did_change=`` overrides it; see
+    :mod:`holdca.hold.watch`).
 
     Raises:
-        ConfigError: missing certificate path, unreadable certificate, key mismatch, ...
+        ConfigError: missing certificate path; without ``create``, a missing certificate,
+            ledger or key file; unreadable certificate, key mismatch, ...
         KeyStoreError, LedgerError: the backends failed.
+        OSError: with ``create``, the certificate file could not be written.
     """
     if config.ca_cert_path is None:
         raise ConfigError("HOLD_CA_CERT_PATH: required")
-    store, label = key_store_from_config(config)
-    if ledger is None:
-        ledger_path = config.effective_ledger_path
-        assert ledger_path is not None
-        ledger_path.parent.mkdir(parents=True, exist_ok=True)
-        ledger = SQLiteLedger(ledger_path)
-    certificate = None
-    if config.ca_cert_path.exists():
+    ledger_path = None if ledger is not None else config.effective_ledger_path
+    certificate = _read_certificate(config.ca_cert_path, create=create)
+    undo: AbstractContextManager[None] = (
+        undo_on_failure(*_created_by_init(config, ledger_path)) if create else nullcontext()
+    )
+    with undo:
+        store, label = key_store_from_config(config, create=create)
+        own = ledger is None
+        if ledger is None:
+            assert ledger_path is not None
+            if create:
+                ledger_path.parent.mkdir(parents=True, exist_ok=True)
+            elif not ledger_path.exists():
+                raise _only_init(
+                    "HOLD_LEDGER_PATH", ledger_path, default=config.ledger_path is None
+                )
+            ledger = SQLiteLedger(ledger_path)
         try:
-            certificate = x509.load_pem_x509_certificates(config.ca_cert_path.read_bytes())[0]
-        except (ValueError, x509.InvalidVersion, IndexError, OSError) as exc:
-            raise ConfigError(
-                f"HOLD_CA_CERT_PATH: {config.ca_cert_path} is not a readable PEM certificate"
-            ) from exc
+            ca = _open_ca(
+                config,
+                store,
+                label,
+                ledger,
+                certificate,
+                now=now,
+                create=create,
+                audit=audit,
+                authorizer=authorizer,
+                **options,
+            )
+            if certificate is None:  # only with create
+                write_pem_certificate(config.ca_cert_path, [ca.root_certificate])
+        except BaseException:
+            if own:
+                ledger.close()
+            raise
+    return ca
+
+
+def _open_ca(
+    config: HoldConfig,
+    store: KeyStore,
+    label: str,
+    ledger: IssuanceLedger,
+    certificate: x509.Certificate | None,
+    **options: Any,
+) -> HoldCA:
+    """``HoldCA.open`` with everything the config says."""
     options.setdefault("on_did_change", config.on_did_change)
     subject = SubjectInfo(
         country=config.subject_country,
         state=config.subject_state,
         organization=config.subject_organization,
     )
-    ca = HoldCA.open(
+    return HoldCA.open(
         store,
         ledger,
         hold_did=config.hold_did,
         subject=subject,
-        now=now,
         key_label=label,
         certificate=certificate,
-        create=create,
         intermediate_label=config.ca_intermediate_label,
-        audit=audit,
-        authorizer=authorizer,
         policy=policy_from_config(config),
         leaf_validity=timedelta(hours=config.cert_validity_hours),
         scheme=SigningScheme(config.signing_scheme),
@@ -223,6 +320,3 @@ def open_hold(
         reuse_identities=config.reuse_identities,
         **options,
     )
-    if certificate is None or certificate != ca.root_certificate:
-        write_pem_certificate(config.ca_cert_path, [ca.root_certificate])
-    return ca

@@ -194,6 +194,7 @@ class StatusMixin:
     ledger: IssuanceLedger
     audit: AuditLog
     crl_next_update: timedelta
+    root_crl_next_update: timedelta
     crl_refresh: timedelta
     crl_retention: timedelta
     ocsp_validity: timedelta
@@ -238,6 +239,8 @@ class StatusMixin:
         ca = state.active if ca_id is None else state.by_id(ca_id)
         if ca is None:
             raise ConfigError(f"no CA with id {ca_id} (active, published, root or former)")
+        if ca.signer is None:
+            return self._stored(ca)
         version = self.ledger.revocation_version()
         cached = self._crl_cache.get(ca.ca_id)
         if cached is not None and self._fresh(cached, version, now):
@@ -264,6 +267,25 @@ class StatusMixin:
         finally:
             self._crl_lock.release()
 
+    def _stored(self, ca: LoadedCA) -> _SignedCRL:
+        """The CRL stored for an offline root (signed when its key was last present)."""
+        stored = self.ledger.stored_crl(ca.ca_id)
+        if stored is None:
+            raise ConfigError(
+                f"the key of CA {ca.ca_id[:16]} is offline and no CRL of it is stored: "
+                "sign one where the key is (holdca crl --ca ...)"
+            )
+        der, _ = stored
+        cached = self._crl_cache.get(ca.ca_id)
+        if cached is not None and cached.der == der:
+            return cached
+        crl = x509.load_der_x509_crl(der)
+        signed = _SignedCRL(
+            -1, crl, der, crl.last_update_utc, crl.next_update_utc or crl.last_update_utc
+        )
+        self._crl_cache[ca.ca_id] = signed
+        return signed
+
     def _fresh(self, cached: _SignedCRL, version: int, now: datetime) -> bool:
         return cached.version == version and (
             cached.this_update <= now < cached.this_update + self.crl_refresh
@@ -280,11 +302,27 @@ class StatusMixin:
             )
             for rev, rec in self.ledger.revoked(ca.ca_id)
         ]
-        entries = select_for_crl(entries, now=now, retention=self.crl_retention)
+        # keyCompromise entries stay while the CA answers at all: a stolen key can make
+        # signatures that verify after the certificate expired (with a timestamp), and
+        # OCSP keeps saying revoked too. Other entries leave after crl_retention.
+        compromised = [e for e in entries if e.reason == x509.ReasonFlags.key_compromise]
+        entries = sorted(
+            [
+                *compromised,
+                *select_for_crl(
+                    [e for e in entries if e.reason != x509.ReasonFlags.key_compromise],
+                    now=now,
+                    retention=self.crl_retention,
+                ),
+            ],
+            key=lambda e: e.serial,
+        )
         number, this_update = self.ledger.next_crl_number(ca.ca_id, now)
-        next_update = this_update + self.crl_next_update
+        offline_capable = ca.state == "root"  # a root above an intermediate
+        lifetime = self.root_crl_next_update if offline_capable else self.crl_next_update
+        next_update = this_update + lifetime
         crl = build_crl(
-            ca.signer,
+            ca.key("signing a CRL"),
             ca.certificate,
             entries,
             crl_number=number,
@@ -299,6 +337,8 @@ class StatusMixin:
             now=now,
         )
         der = crl.public_bytes(serialization.Encoding.DER)
+        if offline_capable:  # served from the ledger when the root key is away
+            self.ledger.store_crl(ca.ca_id, der, next_update=next_update)
         return _SignedCRL(version, crl, der, this_update, next_update)
 
     # ------------------------------------------------------------------ OCSP
@@ -348,8 +388,8 @@ class StatusMixin:
             }
         except HoldCAError:
             return ocsp_error_response("internalError")
-        if any(status.kind == "unknown" for status in statuses.values()):
-            return ocsp_error_response("unauthorized")
+        if any(status.kind == "unknown" for status in statuses.values()) or ca.signer is None:
+            return ocsp_error_response("unauthorized")  # (or: an offline root's key)
         if may_sign is not None and not may_sign():
             return ocsp_error_response("tryLater")
         der = respond_ocsp(

@@ -92,7 +92,8 @@ def _backend() -> ModuleType:
         from holdca.keys import _p11  # noqa: PLC0415  (optional dependency)
     except ImportError as exc:
         raise KeyStoreError(
-            "the PKCS#11 backend needs python-pkcs11: pip install 'holdca[pkcs11]'"
+            "the PKCS#11 backend needs python-pkcs11: "
+            "pip install -e '.[pkcs11]' in a holdca checkout"
         ) from exc
     return _p11
 

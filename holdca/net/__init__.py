@@ -1,6 +1,7 @@
 """The hold's outbound network: one address policy, and an HTTP fetcher that enforces it.
 
-Optional (``pip install holdca[http]``): nothing in holdca's core imports this package.
+Optional (extra ``http``: ``pip install -e '.[http]'`` in a holdca checkout): nothing in
+holdca's core imports this package.
 
 * :class:`AddressPolicy` decides which URLs and addresses the hold may reach: globally
   routable unicast over https, plus explicit allow rules (``HOLD_NETWORK_ALLOW``);

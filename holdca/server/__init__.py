@@ -1,4 +1,6 @@
-"""The reference XRPC server (``pip install 'holdca[server]'``); holdca's core never imports it.
+"""The reference XRPC server (extra ``server``); holdca's core never imports it.
+
+Install the extra from a checkout of the holdca repository: ``pip install -e '.[server]'``.
 
 * :func:`create_app` (:mod:`holdca.server.app`): the Starlette app around a
   :class:`~holdca.hold.HoldCA`: co-sign and re-sign with service auth, CA certificates,

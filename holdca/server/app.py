@@ -10,7 +10,10 @@ Routes:
                                             keyCompromise revocation made
 ``GET /ca.crt``                             the root new leaves chain to (PEM)
 ``GET /ca-bundle.crt``                      every trusted root incl. a rotation's old one
-``GET /ca.crl``                             the active CA's CRL (DER, built once per change)
+``GET /ca.crl``                             the active CA's CRL (DER, built once per change);
+                                            ``?ca=<16 hex>``: the CRL of that CA (what
+                                            certificates name: every CA has its own)
+``GET /crl/<16 hex>.crl``                   the same, for ``HOLD_CRL_URL`` with ``{ca}``
 ``POST /ocsp``, ``GET /ocsp/<base64>``      OCSP (RFC 6960 appendix A; cached answers)
 ==========================================  ================================================
 
@@ -54,6 +57,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -350,11 +354,19 @@ def create_app(
         return Response(pem, media_type="application/x-pem-file")
 
     async def ca_crl(request: Request) -> Response:
+        key = request.path_params.get("key") or request.query_params.get("ca")
+        now = clock()
+        crl_der: Callable[[datetime], bytes] = ca.crl_der
+        if key is not None:
+            named = ca.state(now).by_key(key)
+            if named is None:
+                return XRPCError(404, "NotFound", "no CA of this hold has that id").response()
+            crl_der = functools.partial(ca.crl_der, ca_id=named.ca_id)
         try:
             if metrics is None:
-                der = await run_in_threadpool(ca.crl_der, clock())
+                der = await run_in_threadpool(crl_der, now)
             else:
-                der = await run_in_threadpool(metrics.serve_crl, ca.crl_der, clock())
+                der = await run_in_threadpool(metrics.serve_crl, crl_der, now)
         except HoldCAError as exc:
             _log.error("CRL failed: %s: %s", type(exc).__name__, str(exc)[:500])
             return error_for(exc).response()
@@ -430,6 +442,7 @@ def create_app(
         Route("/ca.crt", ca_crt, methods=["GET"]),
         Route("/ca-bundle.crt", ca_bundle, methods=["GET"]),
         Route("/ca.crl", ca_crl, methods=["GET"]),
+        Route("/crl/{key}.crl", ca_crl, methods=["GET"]),
         Route("/ocsp", ocsp_post, methods=["POST"]),
         Route("/ocsp/{encoded:path}", ocsp_get, methods=["GET"]),
     ]

@@ -20,12 +20,17 @@ connection forever. :class:`ServerLimits` sets, and :func:`serve` applies:
 ================================  ======================================================
 
 The body deadline (408) is the app's (:func:`holdca.server.limits.read_body`).
+
+:func:`serve` binds its listening socket with :func:`listen_socket` before uvicorn starts,
+so a port that is out of range or already in use, or a host that does not resolve, is a
+:class:`~holdca.errors.ConfigError` naming the address (uvicorn would log and exit).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +40,12 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["ServerLimits", "serve", "uvicorn_config"]
+from holdca.errors import ConfigError
+
+__all__ = ["MAX_PORT", "ServerLimits", "listen_socket", "serve", "uvicorn_config"]
+
+MAX_PORT = 65535
+"""The highest TCP port."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +207,41 @@ def uvicorn_config(
     )
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (not yet listening), as uvicorn binds one.
+
+    ``port`` 0 lets the system choose. ``SO_REUSEADDR`` is set (a restart need not wait
+    for old connections to time out); an IPv6 host may be given bare or in brackets.
+
+    Raises:
+        ConfigError: the port is not 0 to :data:`MAX_PORT`, the host does not resolve,
+            or the address cannot be bound (already in use, not this machine's,
+            a privileged port); the message names the address and the reason.
+    """
+    if isinstance(port, bool) or not 0 <= port <= MAX_PORT:
+        raise ConfigError(f"port: must be 0 to {MAX_PORT}, got {port!r}")
+    name = host.removeprefix("[").removesuffix("]")
+    shown = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            name, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"cannot listen on {shown}: host does not resolve ({reason})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason = "address already in use (is another server running?)"
+        raise ConfigError(f"cannot listen on {shown}: {reason}") from None
+    return sock
+
+
 def serve(
     app: Starlette,
     *,
@@ -205,7 +250,15 @@ def serve(
     limits: ServerLimits | None = None,
     sock: socket.socket | None = None,
 ) -> None:
-    """Run ``app`` until interrupted, with ``limits`` (see the module docstring)."""
+    """Run ``app`` until interrupted, with ``limits`` (see the module docstring).
+
+    ``sock``: a socket already bound (:func:`listen_socket`); else ``host``:``port`` is.
+
+    Raises:
+        ConfigError: ``host``:``port`` cannot be bound (see :func:`listen_socket`).
+    """
+    if sock is None:
+        sock = listen_socket(host, port)
     config = uvicorn_config(app, host=host, port=port, limits=limits, log_level="warning")
     server = uvicorn.Server(config)
-    server.run(sockets=[sock] if sock is not None else None)
+    server.run(sockets=[sock])

@@ -177,6 +177,18 @@ class TimedLedger:
         """Delegated."""
         return self.inner.cas()
 
+    def ca_version(self) -> int:
+        """Delegated."""
+        return self.inner.ca_version()
+
+    def store_crl(self, issuer_id: str, der: bytes, *, next_update: datetime) -> None:
+        """Delegated."""
+        self.inner.store_crl(issuer_id, der, next_update=next_update)
+
+    def stored_crl(self, issuer_id: str) -> tuple[bytes, datetime] | None:
+        """Delegated."""
+        return self.inner.stored_crl(issuer_id)
+
     def deny(self, did: str, *, reason: str, source: str, now: datetime) -> DenyEntry:
         """Delegated."""
         return self.inner.deny(did, reason=reason, source=source, now=now)
@@ -244,6 +256,10 @@ class TimedLedger:
     def close(self) -> None:
         """Delegated."""
         self.inner.close()
+
+    def issuances(self, *, since: datetime | None = None) -> list[IssuanceRecord]:
+        """Delegated."""
+        return self.inner.issuances(since=since)
 
     def __repr__(self) -> str:
         return f"<TimedLedger {self.inner!r}>"

@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing of holdca's parsers with atheris (libFuzzer), one target per run.
 
-Usage (from the repository root; needs ``pip install 'holdca[fuzz]'``)::
+Usage (from the repository root; needs ``pip install -e '.[fuzz]'``)::
 
     python -m tests.hardening.atheris_fuzz TARGET [SECONDS]
     python -m tests.hardening.atheris_fuzz --list

@@ -25,6 +25,7 @@ from pathlib import Path
 from holdca.errors import HoldCAError
 from holdca.hold import CosignRequest, HoldCA, SQLiteLedger
 from holdca.hold.policy import AllowAllAuthorizer
+from holdca.hold.setup import write_pem_certificate
 from holdca.keys.pem import PEMKeyStore
 from holdca.notation import Descriptor
 from holdca.pki import SubjectInfo
@@ -46,8 +47,10 @@ ENV = {
 
 
 def open_ca(directory: Path) -> HoldCA:
-    """The hold every mode shares: PEM key store and SQLite ledger under ``directory``."""
-    return HoldCA.open(
+    """The hold every mode shares: PEM key store and SQLite ledger under ``directory``,
+    its root in ``directory/ca.crt`` (as ``holdca init`` leaves it: the CLI modes need it,
+    only init creates it)."""
+    ca = HoldCA.open(
         PEMKeyStore(directory / "keys"),
         SQLiteLedger(directory / "ledger.sqlite3"),
         hold_did=HOLD_DID,
@@ -57,6 +60,9 @@ def open_ca(directory: Path) -> HoldCA:
         authorizer=AllowAllAuthorizer(),
         resolver=NETWORK,
     )
+    if not (directory / "ca.crt").exists():
+        write_pem_certificate(directory / "ca.crt", [ca.root_certificate])
+    return ca
 
 
 def requests(n: int = 20) -> list[CosignRequest]:

@@ -78,12 +78,16 @@ def test_rotation_chain_validates_against_the_old_root(tmp_path: Path) -> None:
     resp = w.ca.cosign(w.request(), now=NOW + timedelta(minutes=1))
     assert len(resp.chain) == 3
     at = NOW + timedelta(minutes=2)
-    # leaf -> cross(new by old) -> old root; the new key signs the leaf's CRL and OCSP
+    # leaf -> cross(new by old) -> old root; the new key signs the leaf's CRL and OCSP,
+    # and the cross-certificate (it names the old root's CRL) is checked on that CRL
+    old_id = w.ca.state(at).published[0].ca_id
+    old_crl = w.ca.crl(at, ca_id=old_id).public_bytes(Encoding.DER)
     _validate(
         resp.chain,
         old_root,
         at,
         ocsps=[_ocsp(w, resp.certificate, resp.chain[1], at)],
+        crls=[old_crl],
     )
     # and the new root alone validates the same leaf through the bundle
     _validate(

@@ -144,3 +144,14 @@ def test_keyword_construction_is_validated() -> None:
             subject_organization="X",
             cert_validity_hours=10_000,
         )
+
+
+@pytest.mark.parametrize("variable", ["HOLD_CRL_URL", "HOLD_OCSP_URL"])
+def test_revocation_urls_must_be_plain_http(variable: str) -> None:
+    """notation fetches CRLs and OCSP over http:// only: an https URL would make every
+    leaf's status unknown (and every cosign fail the profile check)."""
+    flag = variable.replace("_URL", "_ENABLED")
+    env = {**BASE, flag: "true", variable: "https://hold.example.com/x"}
+    with pytest.raises(ConfigError, match=f"{variable}: notation fetches .* over http:// only"):
+        HoldConfig.from_env(env)
+    HoldConfig.from_env({**env, variable: "http://hold.example.com/x"})

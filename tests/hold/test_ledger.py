@@ -376,7 +376,7 @@ def test_a_version_1_ledger_is_migrated(tmp_path: Path) -> None:
         led.revoke(0xD0, revoked_at=T0)
     led.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     conn.execute("PRAGMA foreign_keys = ON")
     with pytest.raises(sqlite3.IntegrityError):  # the revocation FK still names issuance
         conn.execute("INSERT INTO revocation VALUES ('ee', 1, NULL, NULL)")

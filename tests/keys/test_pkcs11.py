@@ -220,7 +220,7 @@ def test_python_pkcs11_missing(monkeypatch: pytest.MonkeyPatch, softhsm: SoftHSM
     """Without python-pkcs11 the constructor says how to install it."""
     monkeypatch.setitem(sys.modules, "holdca.keys._p11", None)
     monkeypatch.delattr(holdca.keys, "_p11", raising=False)
-    with pytest.raises(KeyStoreError, match=r"pip install 'holdca\[pkcs11\]'"):
+    with pytest.raises(KeyStoreError, match=r"pip install -e '\.\[pkcs11\]'"):
         PKCS11KeyStore(softhsm.module, softhsm.token_label, softhsm.pin)
 
 

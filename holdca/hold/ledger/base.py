@@ -130,6 +130,26 @@ class IssuanceLedger(Protocol):
         """Every CA record, oldest first."""
         ...
 
+    def ca_version(self) -> int:
+        """A counter that grows with every :meth:`put_cas` (O(1); shared by every process).
+
+        A hold compares it before signing to see a rotation, retirement or recovery made
+        by another process sharing the ledger.
+        """
+        ...
+
+    def store_crl(self, issuer_id: str, der: bytes, *, next_update: datetime) -> None:
+        """Keep a CRL signed ahead of time for ``issuer_id`` (replacing the stored one).
+
+        For a CA whose key is kept offline (a root above an issuing intermediate): the
+        hold serves the stored CRL while the key is away.
+        """
+        ...
+
+    def stored_crl(self, issuer_id: str) -> tuple[bytes, datetime] | None:
+        """The stored CRL of ``issuer_id`` and its nextUpdate, or None."""
+        ...
+
     def deny(self, did: str, *, reason: str, source: str, now: datetime) -> DenyEntry:
         """Put ``did`` on the deny list; returns the entry (an earlier one is kept)."""
         ...
@@ -204,6 +224,10 @@ class IssuanceLedger(Protocol):
 
     def close(self) -> None:
         """Release resources (idempotent)."""
+        ...
+
+    def issuances(self, *, since: datetime | None = None) -> list[IssuanceRecord]:
+        """Every issuance (issued at or after ``since``), oldest first (``holdca certs``)."""
         ...
 
 

@@ -50,6 +50,8 @@ class MemoryLedger:
         self._revocation_version = 0
         self._crl: dict[str, tuple[int, datetime]] = {}
         self._cas: dict[str, CARecord] = {}
+        self._ca_version = 0
+        self._stored_crls: dict[str, tuple[bytes, datetime]] = {}
         self._denied: dict[str, DenyEntry] = {}
         self._tokens: dict[str, datetime] = {}
         self._token_expiry: list[tuple[datetime, str]] = []  # heap: forget in O(log n)
@@ -156,11 +158,27 @@ class MemoryLedger:
         with self._lock:
             for ca in cas:
                 self._cas[ca.ca_id] = ca
+            self._ca_version += 1
 
     def cas(self) -> list[CARecord]:
         """CA records, oldest first."""
         with self._lock:
             return sorted(self._cas.values(), key=lambda c: c.created_at)
+
+    def ca_version(self) -> int:
+        """How many times CA records were written."""
+        with self._lock:
+            return self._ca_version
+
+    def store_crl(self, issuer_id: str, der: bytes, *, next_update: datetime) -> None:
+        """Keep a CRL signed ahead of time."""
+        with self._lock:
+            self._stored_crls[issuer_id] = (bytes(der), next_update)
+
+    def stored_crl(self, issuer_id: str) -> tuple[bytes, datetime] | None:
+        """The stored CRL of ``issuer_id`` and its nextUpdate."""
+        with self._lock:
+            return self._stored_crls.get(issuer_id)
 
     def deny(self, did: str, *, reason: str, source: str, now: datetime) -> DenyEntry:
         """Deny ``did`` (an earlier entry is kept)."""
@@ -277,6 +295,12 @@ class MemoryLedger:
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def issuances(self, *, since: datetime | None = None) -> list[IssuanceRecord]:
+        """Every issuance at or after ``since``, oldest first."""
+        with self._lock:
+            found = [r for r in self._issued.values() if since is None or r.issued_at >= since]
+        return sorted(found, key=lambda r: (r.issued_at, r.serial))
 
     def __repr__(self) -> str:
         return f"<MemoryLedger {len(self._issued)} issued, {len(self._revoked)} revoked>"

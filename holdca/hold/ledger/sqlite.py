@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -60,6 +61,23 @@ from holdca.hold.ledger.sqlite_schema import (
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
 
+def _create_private(path: Path) -> None:
+    """Create ``path`` empty, mode 0600, unless it exists. SQLite would create a new
+    database 0644 (less the umask) and gives its -wal and -shm files the database's mode,
+    so the ledger (every DID and certificate issued) would be readable by other users.
+
+    Raises:
+        LedgerError: the file cannot be created (missing directory, no permission).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise LedgerError(f"cannot create ledger {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+
+
 class _Pending:
     """One issuance waiting for a group commit, and its outcome once ``done``."""
 
@@ -96,13 +114,14 @@ class SQLiteLedger:
     """
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
-        """Open (creating if needed) the ledger at ``path``.
+        """Open (creating if needed, mode 0600) the ledger at ``path``.
 
         Raises:
             LedgerError: the file cannot be opened, is not a ledger, or was written by a
                 newer holdca (its schema version is higher than :data:`SCHEMA_VERSION`).
         """
         self._path = Path(path)
+        _create_private(self._path)  # before SQLite creates it world-readable
         self._busy_timeout = busy_timeout
         self._lock = threading.Lock()  # the write connection, and with it the transaction
         self._queue_lock = threading.Lock()
@@ -392,6 +411,10 @@ class SQLiteLedger:
                         ca.parent_id,
                     ),
                 )
+            conn.execute(
+                "INSERT INTO counter VALUES ('cas', 1) "
+                "ON CONFLICT (name) DO UPDATE SET value = value + 1"
+            )
 
     def cas(self) -> list[CARecord]:
         """CA records, oldest first."""
@@ -410,6 +433,28 @@ class SQLiteLedger:
             )
             for r in rows
         ]
+
+    def ca_version(self) -> int:
+        """How many times CA records were written (one primary-key read)."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM counter WHERE name = 'cas'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def store_crl(self, issuer_id: str, der: bytes, *, next_update: datetime) -> None:
+        """Keep a CRL signed ahead of time (replacing the stored one)."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO stored_crl VALUES (?,?,?)",
+                (issuer_id, to_us(next_update), bytes(der)),
+            )
+
+    def stored_crl(self, issuer_id: str) -> tuple[bytes, datetime] | None:
+        """The stored CRL of ``issuer_id`` and its nextUpdate."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT der, next_update_us FROM stored_crl WHERE issuer_id = ?", (issuer_id,)
+            ).fetchone()
+        return None if row is None else (bytes(row[0]), from_us(row[1]))
 
     def deny(self, did: str, *, reason: str, source: str, now: datetime) -> DenyEntry:
         """Deny ``did`` (an earlier entry is kept)."""
@@ -605,6 +650,17 @@ class SQLiteLedger:
             self._idle_readers.clear()
         with self._token_lock:
             self._token_conn.close()
+
+    def issuances(self, *, since: datetime | None = None) -> list[IssuanceRecord]:
+        """Every issuance at or after ``since``, oldest first."""
+        lower = -(2**62) if since is None else to_us(since)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {ISSUANCE_COLUMNS} FROM issuance WHERE issued_at_us >= ? "  # noqa: S608 (constant column list)
+                "ORDER BY issued_at_us, serial",
+                (lower,),
+            ).fetchall()
+        return [issuance_row(r) for r in rows]
 
     def __repr__(self) -> str:
         return f"<SQLiteLedger {str(self._path)!r}>"

@@ -7,7 +7,9 @@ Schema versions (``PRAGMA user_version``), each migrated forward when a ledger i
 * 3: the record a certificate rests on (repository, record URI, proof source), the deny
   list, the used service-auth tokens and a revocation counter;
 * 4: what the hold knows of each DID (key, PDS host, status; every PDS host seen) and
-  the progress of CA-compromise recoveries.
+  the progress of CA-compromise recoveries;
+* 5: CRLs signed ahead of time and stored (an offline root's CRL, served while its key is
+  away).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ __all__ = [
     "unpack",
 ]
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 """The ledger schema this holdca writes (``PRAGMA user_version``); see the module docstring."""
 
 _ISSUANCE_TABLE = """
@@ -107,6 +109,13 @@ CREATE TABLE IF NOT EXISTS recovery_item (
     new_serial   TEXT,
     detail       TEXT,
     PRIMARY KEY (recovery_id, serial)
+) WITHOUT ROWID;
+"""
+_V5_TABLES = """
+CREATE TABLE IF NOT EXISTS stored_crl (
+    issuer_id      TEXT PRIMARY KEY,
+    next_update_us INTEGER NOT NULL,
+    der            BLOB NOT NULL
 ) WITHOUT ROWID;
 """
 _SCHEMA = (
@@ -198,6 +207,11 @@ def _migrate_v3(conn: sqlite3.Connection) -> None:
     _statements(conn, _V4_TABLES)
 
 
+def _migrate_v4(conn: sqlite3.Connection) -> None:
+    """v4 -> v5: stored CRLs."""
+    _statements(conn, _V5_TABLES)
+
+
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
     """Create the schema in an empty file, or migrate an older one to :data:`SCHEMA_VERSION`.
 
@@ -229,6 +243,9 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             version = 3
         if version == 3:
             _migrate_v3(conn)
+            version = 4
+        if version == 4:
+            _migrate_v4(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
