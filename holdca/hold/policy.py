@@ -138,10 +138,13 @@ class RateLimiter:
             if used >= self.max_issuances:
                 if times:
                     self._seen[did] = times
-                retry = (times[0] + self.window - now) if times else self.window
+                if len(times) >= self.max_issuances:  # this process saw them all
+                    retry = times[len(times) - self.max_issuances] + self.window - now
+                    when = f"retry in {max(int(retry.total_seconds()), 1)} s"
+                else:  # the ledger's count (other processes too): their times are not here
+                    when = f"retry within {int(self.window.total_seconds())} s"
                 raise RateLimitError(
-                    f"rate limit: {did} had {used} certificates in the last "
-                    f"{self.window}; retry in {max(int(retry.total_seconds()), 1)} s"
+                    f"rate limit: {did} had {used} certificates in the last {self.window}; {when}"
                 )
             times.append(now)
             self._seen[did] = times  # now the most recent end

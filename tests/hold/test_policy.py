@@ -182,3 +182,17 @@ def test_two_workers_on_one_ledger_share_the_limit(tmp_path: Path) -> None:
     assert restarted.cosign(world.request(), now=NOW + timedelta(minutes=61))
     for ca in (a, b, restarted):
         ca.ledger.close()
+
+
+def test_rate_limit_message_says_when_to_retry_only_when_it_knows() -> None:
+    """Seen here: the exact wait; counted only by the ledger (other processes): an upper
+    bound, not a made-up exact figure."""
+    start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    local = RateLimiter(2, timedelta(hours=1))
+    local.acquire("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", start)
+    local.acquire("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", start + timedelta(minutes=10))
+    with pytest.raises(RateLimitError, match=r"retry in 1800 s"):
+        local.acquire("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", start + timedelta(minutes=30))
+    shared = RateLimiter(2, timedelta(hours=1))
+    with pytest.raises(RateLimitError, match=r"retry within 3600 s"):
+        shared.acquire("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", start, recorded=2)
