@@ -7,11 +7,12 @@ Usage::
     python benchmarks/run_all.py --quick              # shorter rows, no 1M-entry CRL
 
 Each benchmark runs in its own process (a SoftHSM token or CPU pinning in one must not
-leak into the next). ``bench_cosign.py``, ``bench_server.py`` and ``bench_notation.py``
-emit their rows as JSON lines; the figures of ``bench_atproto.py``, ``bench_crl_ocsp.py``
-and ``bench_pkcs11_threads.py`` are read from their Markdown/text output into the same
-table, and their full output is kept in an appendix. Every row carries a ratio to
-something timed in the same run; absolute figures are for orientation only.
+leak into the next). ``bench_cosign.py``, ``bench_server.py``, ``bench_notation.py``,
+``bench_crl_partitions.py`` and ``bench_tlog.py`` emit their rows as JSON lines; the figures of
+``bench_atproto.py``, ``bench_crl_ocsp.py`` and ``bench_pkcs11_threads.py`` are read from
+their Markdown/text output into the same table, and their full output is kept in an
+appendix. Every row carries a ratio to something timed in the same run; absolute figures
+are for orientation only.
 
 The two headline cosign rows (MemoryLedger; SQLite ledger, batches of 32) are measured
 twice more (``bench_cosign.py --headline-only``, each in a fresh process), and the
@@ -297,12 +298,20 @@ every figure is printed with a ratio to something timed *in the same process run
   time grows with the bytes sent.
 * **notation rows**: `notation verify` wall time (median) of a holdca-made signature vs a
   notation-made signature of the same image with the same key and chain.
+* **tlog rows** (bench_tlog.py): cosigns with the transparency log vs the same hold
+  without it, paired bursts, 8 threads and `cosign_many` batches of 32, MemoryLedger and
+  SQLite; the ratio is with / without (1 = the log costs nothing).
+* **replica rows** (bench_replicas.py): `holdca serve` processes started from one home
+  directory, 1 replica vs 2 sharing one PostgreSQL (and one SQLite file), the same number
+  of clients spread over both, paired bursts; the note says where the CPU went (the
+  database, the PDS stand-in and the clients share the same 2 cores).
 * **CRL/OCSP, ATProto and PKCS#11 rows** come from their own scripts (benchmarks/); their
   full output is in the appendix.
 
 Goals (issue 7): cosign with the CA key in memory >= 0.5 of the limit, on SoftHSM >= 0.3,
 2 worker processes >= 1.8x one; (issue 13) a cached OCSP answer >= 10x a bare P-256 sign,
-`GET /ca.crl` O(1) in the revocations once built. The server rows are informational.
+`GET /ca.crl` O(1) in the revocations once built; (issue 16) 2 replicas on one PostgreSQL
+>= 1.8x one (server path). The server rows are informational.
 """
 
 GOALS = [
@@ -317,6 +326,8 @@ GOALS = [
      "2 workers vs 1 (own SQLite ledgers)"),
     ("cosign, 2 worker processes, PEM CA, one shared SQLite ledger", 1.8,
      "2 workers vs 1 (shared ledger)"),
+    ("POST coSignManifest, 2 replicas sharing one PostgreSQL, 32 clients", 1.8,
+     "2 holdca serve replicas vs 1 on one PostgreSQL (server path, 32 clients)"),
     ("HoldCA.ocsp, cached answer (MemoryLedger)", 10.0, "cached OCSP >= 10x bare sign"),
 ]  # fmt: skip
 
@@ -446,11 +457,18 @@ def main() -> int:
         ("bench_cosign.py", ["--json", "--seconds", secs], "json"),
         ("bench_cosign.py", ["--json", "--headline-only", "--seconds", secs], "repeat"),
         ("bench_server.py", ["--json", "--seconds", secs], "json"),
+        ("bench_replicas.py", ["--json", "--seconds", secs], "json"),
+        ("bench_tlog.py", ["--json", "--seconds", secs], "json"),
         ("bench_fetch.py", ["--json", "--seconds", secs], "json"),
         ("bench_cosign.py", ["--json", "--headline-only", "--seconds", secs], "repeat"),
         ("bench_notation.py", ["--json", "--runs", "5" if args.quick else "25"], "json"),
         ("bench_atproto.py", ["--seconds", secs], "atproto"),
         ("bench_crl_ocsp.py", [] if args.quick else ["--full"], "crl"),
+        (
+            "bench_crl_partitions.py",
+            ["--json", "--revocations", "100000" if args.quick else "1000000"],
+            "json",
+        ),
         (
             "bench_pkcs11_threads.py",
             ["--seconds", "0.5" if args.quick else "2", "--repeats", "1" if args.quick else "3"],

@@ -40,7 +40,13 @@ from urllib.parse import parse_qs
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from holdca.errors import DeniedDIDError, HoldCAError, OCSPRequestError, SignatureInvalidError
+from holdca.errors import (
+    DeniedDIDError,
+    HoldCAError,
+    MalformedInputError,
+    OCSPRequestError,
+    SignatureInvalidError,
+)
 from holdca.hold.audit import AuditLog
 from holdca.hold.ledger import SQLiteLedger
 from holdca.hold.service import CosignRequest, HoldCA
@@ -122,7 +128,12 @@ class _Handler(BaseHTTPRequestHandler):
             if named is None:
                 self._send(b"not found\n", "text/plain", 404)
                 return
-            der = self.ca.crl_der(now, ca_id=named.ca_id)
+            period = parse_qs(query).get("p", [None])[0]  # the leaf's partition, if named
+            try:
+                der = self.ca.crl_der(now, ca_id=named.ca_id, period=period)
+            except MalformedInputError:
+                self._send(b"bad CRL period\n", "text/plain", 400)
+                return
             self._send(der, "application/pkix-crl")
         elif self.path == "/ca.crt":
             pem = self.ca.root_certificate.public_bytes(serialization.Encoding.PEM)

@@ -17,6 +17,7 @@ The branches:
 * :class:`PolicyError`: a trust policy or issuance policy that is invalid or refuses.
 * :class:`ConfigError`: invalid configuration, naming the setting.
 * :class:`LedgerError`: the issuance ledger could not record or read.
+* :class:`RegistryError`: an OCI registry refused, failed or answered out of protocol.
 
 Verification functions raise; they never return ``False``. Messages never contain
 secrets (PINs, passphrases, key material).
@@ -74,9 +75,12 @@ __all__ = [
     "RateLimitError",
     "RecordAbsentError",
     "RecordMismatchError",
+    "RegistryError",
     "ResolutionError",
     "SignatureInvalidError",
     "SignerError",
+    "TimestampError",
+    "TlogError",
     "TokenNotFoundError",
     "TrustPolicyError",
     "UnsupportedAlgorithmError",
@@ -175,6 +179,27 @@ class AddressRefusedError(ResolutionError):
     """The hold refused to connect: an internal or IP-literal address, or plain http.
 
     The message names the host, never which addresses or ports answered.
+    """
+
+
+class TimestampError(VerificationError):
+    """An RFC 3161 timestamp that could not be obtained or does not check out.
+
+    Raised for a malformed TimeStampReq/TimeStampResp/token (DER, size, fields), a TSA
+    reply that fails its checks (status, nonce, messageImprint, token signature, ESS
+    signingCertificateV2, TSA chain and EKU), and a TSA that cannot be reached in time
+    or that the hold's address policy refuses.
+    """
+
+
+class TlogError(VerificationError):
+    """A transparency log artefact that is malformed or does not verify.
+
+    Raised for a malformed entry, entry bundle, tile, signed note or checkpoint, a tile
+    whose hashes do not lead to the signed root, an inclusion or consistency proof that
+    fails, a log that went backwards or forked (two roots for one size), and a missing
+    or unreadable log file. A checkpoint signature that does not verify under a known
+    key raises :class:`SignatureInvalidError` instead.
     """
 
 
@@ -357,3 +382,23 @@ class LedgerError(HoldCAError):
 
 class DuplicateSerialError(LedgerError):
     """The ledger already holds a certificate with this serial (the database refused it)."""
+
+
+# --- OCI registries ----------------------------------------------------------------------
+
+
+class RegistryError(HoldCAError):
+    """An OCI registry refused, failed or answered out of protocol.
+
+    Raised for: connection failures and timeouts (the deadline included), a refused
+    authentication (Basic or the Bearer token challenge), an error status (the message
+    carries the registry's error code, e.g. ``MANIFEST_INVALID``, never a credential or
+    token), a response over its size limit, content that does not match its digest, and
+    a referrers index that could not be updated without losing a concurrent writer's
+    entry. ``status`` is the HTTP status when there was one, else ``None``.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        """Describe the failure; ``status`` is the registry's HTTP status if any."""
+        super().__init__(message)
+        self.status = status

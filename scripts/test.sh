@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the tests need (SoftHSM, openssl, the notation CLI, the Python test
+# Install what the tests need (SoftHSM, openssl, PostgreSQL, the notation CLI, the Python test
 # dependencies), then lint, type-check and run the whole test suite.
 # Extra arguments go to pytest, e.g.  scripts/test.sh tests/keys -x
 set -euo pipefail
@@ -14,6 +14,13 @@ if ! command -v softhsm2-util >/dev/null || ! command -v openssl >/dev/null; the
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 openssl >/dev/null
 fi
 
+# 1a. PostgreSQL for the ledger tests (the tests run initdb in a temporary directory).
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
+  echo "== installing postgresql (Debian package)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+
 # 2. The notation CLI that judges our signatures, pinned to v1.3.2 by
 #    scripts/notation/go.mod and cached in GOPATH/bin.
 if command -v go >/dev/null; then
@@ -24,6 +31,21 @@ if command -v go >/dev/null; then
       go install github.com/notaryproject/notation/cmd/notation)
   fi
   export HOLDCA_NOTATION="$NOTATION"
+  # 2a. The reference OCI registry (distribution v3.0.0, no referrers API) and, for the
+  #     referrers API form, go-containerregistry's registry pinned by
+  #     scripts/referrers-registry/go.mod; both cached in GOPATH/bin.
+  REGISTRY="$(go env GOPATH)/bin/registry"
+  if ! "$REGISTRY" --version 2>/dev/null | grep -q "distribution/v3 v3.0.0"; then
+    echo "== go install distribution registry v3.0.0"
+    GOBIN="$(go env GOPATH)/bin" go install github.com/distribution/distribution/v3/cmd/registry@v3.0.0
+  fi
+  export HOLDCA_REGISTRY="$REGISTRY"
+  REFERRERS_REGISTRY="$(go env GOPATH)/bin/referrers-registry"
+  if ! "$REFERRERS_REGISTRY" -version 2>/dev/null | grep -q "go-containerregistry v0.21.5"; then
+    echo "== go install referrers-registry (go-containerregistry v0.21.5)"
+    (cd scripts/referrers-registry && GOBIN="$(go env GOPATH)/bin" GOFLAGS=-mod=mod go install .)
+  fi
+  export HOLDCA_REFERRERS_REGISTRY="$REFERRERS_REGISTRY"
 else
   echo "== go not found: notation interop tests will skip (and fail when CI=true)"
 fi

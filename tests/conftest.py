@@ -106,3 +106,27 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHSM]:
             os.environ.pop("SOFTHSM2_CONF", None)
         else:
             os.environ["SOFTHSM2_CONF"] = previous
+
+
+# --- PostgreSQL: a throwaway server per test process (the ledger tests) ---------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A PostgreSQL server on a unix socket in a temporary directory (tests/postgres.py),
+    one per xdist worker; stopped and removed at the end of the session.
+
+    Skips without PostgreSQL or psycopg, fails under CI=true.
+    """
+    from tests.postgres import PostgresServer  # noqa: PLC0415
+
+    try:
+        import psycopg  # noqa: F401, PLC0415
+    except ImportError:
+        missing("psycopg (pip install -e '.[postgres]')")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    server = PostgresServer(port=55432 + (int(worker) if worker.isdigit() else 0))
+    try:
+        yield server
+    finally:
+        server.stop()

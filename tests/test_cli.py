@@ -498,3 +498,37 @@ def test_relying_party_installs_from_the_published_bundle(
     )
     assert code == 2
     assert "not a PEM certificate" in err
+
+
+def test_cosign_format_cose_attaches_a_cose_envelope_notation_verifies(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from holdca.notation.cose import MEDIA_TYPE_COSE, parse_cose_envelope  # noqa: PLC0415
+    from holdca.notation.trustpolicy import hold_trust_policy  # noqa: PLC0415
+    from holdca.notation.truststore import write_trust_policy, write_trust_store  # noqa: PLC0415
+
+    repo, layout_dir, uri, car, doc = _user_files(tmp_path)
+    signed = run_json(
+        capsys, "cosign", "--home", str(home), "--did-doc", str(doc), "--car", str(car),
+        "--uri", uri, "--layout", str(layout_dir), "--image", "v1", "--format", "cose",
+    )  # fmt: skip
+    assert signed["signatureFormat"] == MEDIA_TYPE_COSE
+    layout = OCILayout(layout_dir)
+    [sig] = layout.signatures_of("v1")
+    manifest = json.loads(layout.get_blob(sig.manifest_descriptor.digest))
+    assert manifest["layers"][0]["mediaType"] == MEDIA_TYPE_COSE
+    assert parse_cose_envelope(sig.envelope).leaf.serial_number == int(str(signed["serial"]), 16)
+    notation = require_notation()
+    config = tmp_path / "notation"
+    write_trust_store(
+        config, "hold", x509.load_pem_x509_certificates((home / "ca.crt").read_bytes())
+    )
+    write_trust_policy(config, hold_trust_policy(store="hold", revocation="skip"))
+    image = layout.resolve("v1")
+    ok, out = notation_verify(notation, config, layout_dir, image.digest)
+    assert ok, out
+    assert (
+        parse_cose_envelope(sig.envelope)
+        .leaf.subject.rfc4514_string()
+        .startswith(f"CN={repo.did},")
+    )

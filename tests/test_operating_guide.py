@@ -4,9 +4,11 @@ beside the running server, retire, revoke; openssl and notation's files as oracl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -42,16 +44,22 @@ def test_the_start_to_finish_block_runs_as_written(tmp_path: Path) -> None:
         HOME=str(tmp_path),
         PORT=str(_free_port()),
     )
-    proc = subprocess.run(
+    # its own process group: a failure or a timeout must not leave the block's background
+    # `holdca serve` running
+    with subprocess.Popen(
         ["bash", "-euo", "pipefail", str(script)],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=240,
-        check=False,
-    )
-    out = proc.stdout + proc.stderr
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, _ = proc.communicate(timeout=240)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, out
     # the running server followed the rotation made by another process
     assert re.search(r"issuer=.*CN ?= ?ATCR Hold Issuing CA G\d", out), out

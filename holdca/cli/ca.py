@@ -38,7 +38,11 @@ def _cmd_init(args: argparse.Namespace) -> int:
             "HOLD_SIGNING_SCHEME": args.scheme,
             "HOLD_CA_INTERMEDIATE_LABEL": args.intermediate_label
             or ("hold-issuing" if args.intermediate else None),
+            "HOLD_TSA": "local" if args.tsa else None,
+            "HOLD_LOG_ORIGIN": args.log_origin,
         }
+        if args.log and "HOLD_LOG_DIR" not in {**stored, **c.environment(args)}:
+            given["HOLD_LOG_DIR"] = str((home / "log").absolute())
         stored.update({k: str(v) for k, v in given.items() if v is not None})
         if args.crl_url:
             stored["HOLD_CRL_ENABLED"] = "true"
@@ -49,8 +53,12 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
         HoldConfig.from_env({**c.environment(args), **stored})
         undo.enter_context(undo_on_failure(restore=[settings]))
-    elif any(v is not None for v in (args.did, args.country, args.state, args.org)):
-        raise c.UsageError("--did/--country/--state/--org need --home (or set HOLD_* variables)")
+    elif args.tsa or any(v is not None for v in (args.did, args.country, args.state, args.org)):
+        raise c.UsageError(
+            "--did/--country/--state/--org/--tsa need --home (or set HOLD_* variables)"
+        )
+    elif args.log_origin is not None or (args.log and "HOLD_LOG_DIR" not in c.environment(args)):
+        raise c.UsageError("--log/--log-origin need --home (or set HOLD_LOG_DIR, HOLD_LOG_ORIGIN)")
     with undo:
         if home is not None:
             home.mkdir(parents=True, exist_ok=True)
@@ -65,22 +73,40 @@ def _cmd_init(args: argparse.Namespace) -> int:
             "init again with --crl-url http://HOST/ca.crl and/or --ocsp-url URL",
             file=sys.stderr,
         )
+    if config.tsa == "local" and config.tsa_directory is not None:
+        print(
+            f"holdca: built-in TSA: give verifiers {config.tsa_directory / 'tsa-root.crt'} "
+            "for a notation tsa: store (it vouches for time only as far as you trust "
+            "this hold; see docs/notation.md)",
+            file=sys.stderr,
+        )
     cert = ca.root_certificate
+    data = {
+        "holdDid": ca.hold_did,
+        "caCertificate": str(config.ca_cert_path),
+        "sha256": c.fingerprint(cert).replace(":", "").lower(),
+        "subject": cert.subject.rfc4514_string(),
+        "notAfter": cert.not_valid_after_utc.isoformat(),
+        "created": not existed,
+    }
+    log_text = ""
+    if ca.transparency is not None:
+        vkey = ca.transparency.signer.vkey
+        data.update(logDir=str(config.log_dir), logOrigin=ca.transparency.origin, logVkey=vkey)
+        log_text = (
+            f"  log:         {config.log_dir} (serve it at https://HOST/log/: holdca serve does)\n"
+            f"  log key:     {vkey}\n"
+            "  publish the log key: monitors check the log with holdca monitor --vkey KEY\n"
+        )
     c.emit(
         args,
-        {
-            "holdDid": ca.hold_did,
-            "caCertificate": str(config.ca_cert_path),
-            "sha256": c.fingerprint(cert).replace(":", "").lower(),
-            "subject": cert.subject.rfc4514_string(),
-            "notAfter": cert.not_valid_after_utc.isoformat(),
-            "created": not existed,
-        },
+        data,
         f"{'hold CA already initialised' if existed else 'created hold CA'} for {ca.hold_did}\n"
         f"  certificate: {config.ca_cert_path}\n"
         f"  subject:     {cert.subject.rfc4514_string()}\n"
         f"  SHA-256:     {c.fingerprint(cert)}\n"
         f"  valid until: {cert.not_valid_after_utc:%Y-%m-%d}\n"
+        f"{log_text}"
         "  publish the fingerprints: add `holdca trust export --did-service` to the service "
         "array of the hold's DID document (relying parties: holdca trust add https://HOST)",
     )
@@ -213,6 +239,25 @@ def register(
         "--scheme",
         choices=["notary.x509", "notary.x509.signingAuthority"],
         help="Notation signing scheme",
+    )
+    p.add_argument(
+        "--tsa",
+        action="store_true",
+        help="also create the hold's own RFC 3161 TSA (HOLD_TSA=local: keys hold-tsa-root "
+        "and hold-tsa, tsa-root.crt and tsa.crt beside ca.crt) and timestamp every "
+        "notary.x509 signature with it",
+    )
+    p.add_argument(
+        "--log",
+        action="store_true",
+        help="also create the hold's transparency log: the Ed25519 key hold-log, the "
+        "directory log/ in --home (HOLD_LOG_DIR) with an empty signed checkpoint; every "
+        "issuance is then published there first; prints the verifier key to publish",
+    )
+    p.add_argument(
+        "--log-origin",
+        metavar="ORIGIN",
+        help="the log's origin line (HOLD_LOG_ORIGIN; default: the did:web host + /log)",
     )
 
     p = add("issue", _cmd_issue, "issue a leaf for a DID and a public key (no proof)", as_json)

@@ -22,15 +22,21 @@ __all__ = ["register"]
 
 def _cmd_certs(args: argparse.Namespace) -> int:
     from holdca.hold.ledger import SQLiteLedger
+    from holdca.hold.setup import ledger_from_config
 
     since = c.parse_time(args.since, "--since") if args.since else None
     settings = c.config(args)
     path = settings.effective_ledger_path
-    if path is None:
-        raise ConfigError("HOLD_CA_CERT_PATH: required")
-    if not path.is_file():
-        raise ConfigError(f"HOLD_LEDGER_PATH: no ledger at {str(path)!r} (holdca init makes one)")
-    ledger = SQLiteLedger(path)
+    if settings.ledger_url is not None:  # PostgreSQL: refused without the holdca schema
+        ledger = ledger_from_config(settings)
+    else:
+        if path is None:
+            raise ConfigError("HOLD_CA_CERT_PATH: required")
+        if not path.is_file():
+            raise ConfigError(
+                f"HOLD_LEDGER_PATH: no ledger at {str(path)!r} (holdca init makes one)"
+            )
+        ledger = SQLiteLedger(path)
     try:
         records = (
             ledger.by_did(args.did, since=since) if args.did else ledger.issuances(since=since)

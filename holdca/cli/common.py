@@ -113,13 +113,17 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
     from holdca.hold.config import unknown_settings
 
     env: dict[str, str] = {}
+    stored: dict[str, str] = {}
     directory = home(args)
     if directory is not None:
         env["HOLD_CA_CERT_PATH"] = str(directory / "ca.crt")
         env["HOLD_CA_KEY_PATH"] = str(directory / "keys")
         env["HOLD_LEDGER_PATH"] = str(directory / "ledger.sqlite3")
-        env.update(stored_settings(directory))
+        stored = stored_settings(directory)
+        env.update(stored)
     env.update({k: v for k, v in os.environ.items() if k.startswith("HOLD_")})
+    if "HOLD_LEDGER_URL" in env and "HOLD_LEDGER_PATH" not in {**stored, **os.environ}:
+        env.pop("HOLD_LEDGER_PATH", None)  # a PostgreSQL ledger: no default ledger file
     warned: set[str] = vars(args).setdefault("settings_warned", set())
     for warning in unknown_settings(env):
         if warning not in warned:
@@ -171,6 +175,8 @@ def audit_log(settings: Any, *, create: bool = False) -> Any:
 
     if settings.audit_log is None:
         ledger = settings.effective_ledger_path
+        if ledger is None and settings.ledger_url is not None and settings.ca_cert_path:
+            ledger = settings.ca_cert_path  # a PostgreSQL ledger: the trail is beside the cert
         if ledger is None:
             raise ConfigError("HOLD_CA_CERT_PATH: required")
         if not create and not ledger.exists():  # a mistyped path creates nothing

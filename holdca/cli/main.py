@@ -24,7 +24,8 @@ One module per command group: :mod:`~holdca.cli.ca` (``init``, ``issue``, ``rota
 (``revoke``, ``crl``, ``ocsp``, ``deny``, ``allow``, ``denied``), :mod:`~holdca.cli.certs`
 (``certs``), :mod:`~holdca.cli.watch`
 (``sweep``), :mod:`~holdca.cli.recover` (``recover``), :mod:`~holdca.cli.trust`
-(``trust {export,install,list}``), :mod:`~holdca.cli.serve` (``serve``, ``demo``).
+(``trust {export,install,list}``), :mod:`~holdca.cli.serve` (``serve``, ``demo``),
+:mod:`~holdca.cli.monitor` (``monitor``), :mod:`~holdca.cli.tlog` (``log vkey``).
 Run ``holdca CMD --help``.
 """
 
@@ -38,13 +39,13 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
 
-from holdca.cli import ca, certs, recover, revocation, serve, sign, trust, watch
+from holdca.cli import ca, certs, monitor, recover, revocation, serve, sign, tlog, trust, watch
 from holdca.cli.common import UsageError, close_audit
 from holdca.errors import ConfigError, HoldCAError, MalformedInputError
 
 __all__ = ["EXIT_BROKEN_PIPE", "HelpFormatter", "main", "parser", "version"]
 
-_GROUPS = (ca, sign, revocation, certs, watch, recover, trust, serve)
+_GROUPS = (ca, sign, revocation, certs, watch, recover, trust, serve, monitor, tlog)
 
 EXIT_BROKEN_PIPE = 141
 """Exit code when stdout's reader went away (128 + SIGPIPE, what a shell reports for a

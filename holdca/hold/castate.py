@@ -143,20 +143,29 @@ def certificate_der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-def crl_url_for(url: str | None, ca_id: str) -> str | None:
+def crl_url_for(url: str | None, ca_id: str, period: str | None = None) -> str | None:
     """The CRL URL that certificates issued by CA ``ca_id`` name (CDP).
 
     Every CA has its own CRL, so a certificate must name its own issuer's: ``{ca}`` in
     ``url`` is replaced by the first 16 hex digits of ``ca_id`` (for static hosting:
     ``http://hold.example/crl/{ca}.crl``); otherwise a ``ca=<16 hex>`` query parameter is
     added (``http://hold.example/ca.crl?ca=...``, which the reference server answers).
+
+    With ``period`` (a partition key of :mod:`holdca.hold.crlparts`, e.g. ``2025-01-06``),
+    the URL names that partition's CRL: ``{period}`` in ``url`` is replaced by it; else
+    ``{ca}`` becomes ``<16 hex>-<period>`` (``/crl/<16 hex>-2025-01-06.crl``); else
+    ``&p=<period>`` follows ``ca=``. Without ``period``, a ``{period}`` placeholder is
+    replaced by ``all`` (the CA's full CRL). The CA is named as above in every case.
     """
     if url is None:
         return None
     key = ca_id[:16]
+    if "{period}" in url:
+        url, period = url.replace("{period}", period or "all"), None
     if "{ca}" in url:
-        return url.replace("{ca}", key)
-    return f"{url}{'&' if '?' in url else '?'}ca={key}"
+        return url.replace("{ca}", key if period is None else f"{key}-{period}")
+    found = f"{url}{'&' if '?' in url else '?'}ca={key}"
+    return found if period is None else f"{found}&p={period}"
 
 
 def check_key_match(signer: Signer, certificate: x509.Certificate, label: str) -> None:

@@ -24,10 +24,23 @@ Environment variables (``HoldConfig.from_env``):
 ``HOLD_PKCS11_PIN[_FILE]``     the user PIN, or a file holding it
 ``HOLD_CERT_VALIDITY_HOURS``   leaf validity, 1..8760 (default 24)
 ``HOLD_SIGNING_SCHEME``        ``notary.x509`` (default) or ``notary.x509.signingAuthority``
+``HOLD_SIGNATURE_FORMAT``      ``jws`` (default, ``application/jose+json``) or ``cose``
+``HOLD_TSA``                   ``local``: timestamp every notary.x509 signature with the
+                               hold's own RFC 3161 TSA (``holdca init --tsa`` creates its
+                               root and key); ``off`` (default)
+``HOLD_TSA_URL``               timestamp every notary.x509 signature at this external
+                               RFC 3161 TSA (http or https; the address policy applies)
+``HOLD_TSA_ROOT_CERT_PATH``    PEM root certificate(s) the TSA's tokens must chain to
+                               (required with HOLD_TSA_URL)
 ``HOLD_OCSP_ENABLED/URL``      put an OCSP URL (AIA) in leaves; URL required when enabled
 ``HOLD_CRL_ENABLED/URL``       put a CRL URL (CDP) in leaves; URL required when enabled
+``HOLD_CRL_PARTITION``         ``day`` (default), ``week`` or ``off``: leaves name the CRL
+                               of their issuance period
 ``HOLD_LEDGER_PATH``           the SQLite ledger (default ``hold-ledger.sqlite3`` beside
                                the CA certificate)
+``HOLD_LEDGER_URL``            a ``postgresql://`` URL: the ledger in PostgreSQL, shared by
+                               replicas (instead of HOLD_LEDGER_PATH; a secret: its
+                               password is never shown)
 ``HOLD_RATE_LIMIT_PER_HOUR``   per-DID certificates per hour (default 60; 0 = no limit)
 ``HOLD_ALLOWED_DID_METHODS``   comma-separated (default ``plc,web``)
 ``HOLD_ROTATION_GRACE_DAYS``   how long a rotated-out root stays published (default 30)
@@ -54,6 +67,14 @@ Environment variables (``HoldConfig.from_env``):
                                (default 20; 0 disables the alert)
 ``HOLD_AUDIT_LOG``             where ``holdca serve`` writes the audit trail (JSON lines):
                                a file path, or ``-`` for stdout (default: stderr)
+``HOLD_LOG_DIR``               the transparency log's directory: every issuance and
+                               revocation is published there before it is returned
+                               (``holdca init --log`` creates it); unset: no log
+``HOLD_LOG_KEY_LABEL``         the log's Ed25519 key in the key store (default
+                               ``hold-log``; PEM key stores only)
+``HOLD_LOG_ORIGIN``            the log's origin line, a schemeless URL such as
+                               ``hold.example.com/log`` (default: the did:web host +
+                               ``/log``; required for other DIDs)
 =============================  ===========================================================
 """
 
@@ -69,7 +90,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from holdca.atproto.did import validate_did
+from holdca.atproto.did import validate_did, web_did_host
 from holdca.errors import ConfigError, DIDSyntaxError
 
 __all__ = ["ENV_VARS", "KNOWN_VARIABLES", "HoldConfig", "Secret", "unknown_settings"]
@@ -120,11 +141,17 @@ ENV_VARS: dict[str, str] = {
     "pkcs11_pin": "HOLD_PKCS11_PIN",
     "cert_validity_hours": "HOLD_CERT_VALIDITY_HOURS",
     "signing_scheme": "HOLD_SIGNING_SCHEME",
+    "signature_format": "HOLD_SIGNATURE_FORMAT",
+    "tsa": "HOLD_TSA",
+    "tsa_url": "HOLD_TSA_URL",
+    "tsa_root_cert_path": "HOLD_TSA_ROOT_CERT_PATH",
     "ocsp_enabled": "HOLD_OCSP_ENABLED",
     "ocsp_url": "HOLD_OCSP_URL",
     "crl_enabled": "HOLD_CRL_ENABLED",
     "crl_url": "HOLD_CRL_URL",
+    "crl_partition": "HOLD_CRL_PARTITION",
     "ledger_path": "HOLD_LEDGER_PATH",
+    "ledger_url": "HOLD_LEDGER_URL",
     "rate_limit_per_hour": "HOLD_RATE_LIMIT_PER_HOUR",
     "allowed_did_methods": "HOLD_ALLOWED_DID_METHODS",
     "rotation_grace_days": "HOLD_ROTATION_GRACE_DAYS",
@@ -138,6 +165,9 @@ ENV_VARS: dict[str, str] = {
     "alert_burst_factor": "HOLD_ALERT_BURST_FACTOR",
     "alert_burst_min": "HOLD_ALERT_BURST_MIN",
     "alert_refusals": "HOLD_ALERT_REFUSALS",
+    "log_dir": "HOLD_LOG_DIR",
+    "log_key_label": "HOLD_LOG_KEY_LABEL",
+    "log_origin": "HOLD_LOG_ORIGIN",
 }
 """Config field -> environment variable."""
 
@@ -179,6 +209,10 @@ _FALSE = {"0", "false", "no", "off", ""}
 _PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?&@_]+")
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 SCHEMES = ("notary.x509", "notary.x509.signingAuthority")
+# C2SP tlog-checkpoint: the origin is a schemeless URL without spaces or "+" (also the
+# signed-note key name: no whitespace, no "+"); printable ASCII keeps it unambiguous
+_ORIGIN = re.compile(r"[!-*,-~]{1,255}")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def _bad(name: str, why: str) -> ConfigError:
@@ -200,6 +234,20 @@ def _check_allow_list(text: str) -> None:
         host = host.removeprefix("[").removesuffix("]")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise _bad("network_allow", f"{entry[:80]!r} is neither a CIDR nor host:port")
+
+
+def _check_ledger_url(url: str) -> None:
+    """HOLD_LEDGER_URL is a ``postgresql://`` (or ``postgres://``) URL; the value is never
+    echoed (it may hold a password)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        raise _bad(
+            "ledger_url", "not a valid URL (value not shown: it may hold a password)"
+        ) from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise _bad("ledger_url", "must be a postgresql:// URL (value not shown)")
 
 
 @dataclass(frozen=True)
@@ -229,11 +277,17 @@ class HoldConfig:
     pkcs11_pin: Secret | None = field(default=None, repr=False)
     cert_validity_hours: int = 24
     signing_scheme: str = "notary.x509"
+    signature_format: str = "jws"
+    crl_partition: str = "day"
+    tsa: str = "off"
+    tsa_url: str | None = None
+    tsa_root_cert_path: Path | None = None
     ocsp_enabled: bool = False
     ocsp_url: str | None = None
     crl_enabled: bool = False
     crl_url: str | None = None
     ledger_path: Path | None = None
+    ledger_url: Secret | None = field(default=None, repr=False)
     rate_limit_per_hour: int = 60
     allowed_did_methods: tuple[str, ...] = ("plc", "web")
     rotation_grace_days: int = 30
@@ -247,6 +301,9 @@ class HoldConfig:
     alert_burst_factor: int = 10
     alert_burst_min: int = 20
     alert_refusals: int = 20
+    log_dir: Path | None = None
+    log_key_label: str = "hold-log"
+    log_origin: str | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -286,6 +343,11 @@ class HoldConfig:
             raise _bad("cert_validity_hours", "must be between 1 and 8760 hours")
         if self.signing_scheme not in SCHEMES:
             raise _bad("signing_scheme", f"must be one of {', '.join(SCHEMES)}")
+        if self.signature_format not in ("jws", "cose"):
+            raise _bad("signature_format", "must be jws or cose")
+        if self.crl_partition not in ("day", "week", "off"):
+            raise _bad("crl_partition", "must be day, week or off")
+        self._check_tsa()
         for flag, url in (("ocsp_enabled", "ocsp_url"), ("crl_enabled", "crl_url")):
             value = getattr(self, url)
             if value is not None:
@@ -297,6 +359,10 @@ class HoldConfig:
                     raise _bad(url, f"notation fetches {what} over http:// only")
             elif getattr(self, flag):
                 raise _bad(url, f"required when {ENV_VARS[flag]} is true")
+        if self.ledger_url is not None:
+            if self.ledger_path is not None:
+                raise ConfigError("HOLD_LEDGER_PATH and HOLD_LEDGER_URL: set only one of them")
+            _check_ledger_url(self.ledger_url.reveal())
         if self.rate_limit_per_hour < 0:
             raise _bad("rate_limit_per_hour", "must be 0 (no limit) or a positive integer")
         if not self.allowed_did_methods or not set(self.allowed_did_methods) <= {"plc", "web"}:
@@ -329,6 +395,51 @@ class HoldConfig:
             raise _bad("proof_max_age", "must be between 0 and 86400 seconds")
         if self.audit_log is not None and not self.audit_log.strip():
             raise _bad("audit_log", "must be a file path or -")
+        self._check_log()
+
+    def _check_log(self) -> None:
+        """HOLD_LOG_KEY_LABEL (a label of its own) and HOLD_LOG_ORIGIN (C2SP: a schemeless
+        URL of printable ASCII without spaces or ``+``); with HOLD_LOG_DIR a key backend
+        that holds Ed25519 keys (not pkcs11) and a known origin (given, or derived from a
+        did:web)."""
+        taken = {self.ca_key_label, self.ca_intermediate_label}
+        if not _LABEL.fullmatch(self.log_key_label) or self.log_key_label in taken:
+            raise _bad(
+                "log_key_label",
+                "use 1-128 characters of [A-Za-z0-9._-], different from the CA key labels",
+            )
+        if self.log_dir is not None and self.key_backend == "pkcs11":
+            raise _bad(
+                "log_dir",
+                "the log key is Ed25519, which the pkcs11 key store cannot hold (PKCS#11 log "
+                "keys are not supported yet): use HOLD_KEY_BACKEND=pem or unset HOLD_LOG_DIR",
+            )
+        if self.log_origin is not None:
+            if _SCHEME.match(self.log_origin):
+                raise _bad("log_origin", "must be schemeless (hold.example.com/log, no https://)")
+            if not _ORIGIN.fullmatch(self.log_origin):
+                raise _bad(
+                    "log_origin",
+                    "1-255 printable ASCII characters without spaces, newlines or '+'",
+                )
+        elif self.log_dir is not None and self.effective_log_origin is None:
+            raise _bad(
+                "log_origin",
+                "required with HOLD_LOG_DIR when HOLD_DID is not a did:web "
+                "(for example hold.example.com/log)",
+            )
+
+    @property
+    def effective_log_origin(self) -> str | None:
+        """The log's origin: HOLD_LOG_ORIGIN, else ``<did:web host>/log``, else ``None``."""
+        if self.log_origin is not None:
+            return self.log_origin
+        try:
+            host = web_did_host(self.hold_did, allow_localhost=True)
+        except DIDSyntaxError:
+            return None
+        origin = f"{host}/log"
+        return origin if _ORIGIN.fullmatch(origin) else None
 
     @property
     def effective_ocsp_url(self) -> str | None:
@@ -340,9 +451,41 @@ class HoldConfig:
         """The CRL URL to put in leaves, or ``None`` when CRLs are disabled."""
         return self.crl_url if self.crl_enabled else None
 
+    def _check_tsa(self) -> None:
+        """HOLD_TSA, HOLD_TSA_URL and HOLD_TSA_ROOT_CERT_PATH: one TSA at most, a root for an
+        external one, and the notary.x509 scheme (notation never timestamps the other)."""
+        if self.tsa not in ("off", "local"):
+            raise _bad("tsa", f"must be 'off' or 'local', not {self.tsa!r}")
+        if self.tsa_url is not None:
+            parts = urlsplit(self.tsa_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise _bad("tsa_url", "must be an http:// or https:// URL")
+            if self.tsa == "local":
+                raise _bad("tsa_url", "set either HOLD_TSA=local or HOLD_TSA_URL, not both")
+            if self.tsa_root_cert_path is None:
+                raise _bad("tsa_root_cert_path", "required with HOLD_TSA_URL")
+        elif self.tsa_root_cert_path is not None:
+            raise _bad("tsa_root_cert_path", "only used with HOLD_TSA_URL")
+        if self.timestamps and self.signing_scheme != "notary.x509":
+            raise _bad("tsa" if self.tsa == "local" else "tsa_url", "needs notary.x509 signatures")
+
+    @property
+    def timestamps(self) -> bool:
+        """Whether signatures are timestamped (HOLD_TSA=local or HOLD_TSA_URL)."""
+        return self.tsa == "local" or self.tsa_url is not None
+
+    @property
+    def tsa_directory(self) -> Path | None:
+        """Where the built-in TSA's ``tsa-root.crt`` and ``tsa.crt`` live: beside the CA
+        certificate (``None`` without HOLD_CA_CERT_PATH)."""
+        return None if self.ca_cert_path is None else self.ca_cert_path.parent
+
     @property
     def effective_ledger_path(self) -> Path | None:
-        """The ledger file: ``ledger_path``, else beside the CA certificate, else ``None``."""
+        """The ledger file: ``ledger_path``, else beside the CA certificate, else ``None``
+        (also ``None`` with ``ledger_url``: the ledger is in PostgreSQL)."""
+        if self.ledger_url is not None:
+            return None
         if self.ledger_path is not None:
             return self.ledger_path
         if self.ca_cert_path is not None:
@@ -388,7 +531,14 @@ class HoldConfig:
                 if low not in _TRUE | _FALSE:
                     raise _bad(name, f"must be true or false, not {value!r}")
                 kwargs[name] = low in _TRUE
-        for name in ("ca_cert_path", "ca_key_path", "pkcs11_module", "ledger_path"):
+        for name in (
+            "ca_cert_path",
+            "ca_key_path",
+            "pkcs11_module",
+            "ledger_path",
+            "tsa_root_cert_path",
+            "log_dir",
+        ):
             value = text(name)
             if value:
                 kwargs[name] = Path(value)
@@ -400,10 +550,22 @@ class HoldConfig:
             "signing_scheme",
             "ocsp_url",
             "crl_url",
+            "log_key_label",
+            "log_origin",
         ):
             value = text(name)
             if value:
                 kwargs[name] = value
+        for name in ("signature_format", "crl_partition"):
+            value = text(name)
+            if value:
+                kwargs[name] = value.lower()
+        value = text("tsa")
+        if value:
+            kwargs["tsa"] = value.lower()
+        value = text("tsa_url")
+        if value:
+            kwargs["tsa_url"] = value
         for name in ("plc_url", "audit_log", "on_did_change"):
             value = text(name)
             if value:
@@ -432,6 +594,9 @@ class HoldConfig:
             kwargs["allowed_did_methods"] = tuple(
                 m.strip() for m in methods.split(",") if m.strip()
             )
+        url = text("ledger_url")
+        if url:
+            kwargs["ledger_url"] = Secret(url)
         for name, file_var in _SECRET_FILES.items():
             direct = env.get(ENV_VARS[name])
             path = env.get(file_var)

@@ -46,6 +46,10 @@ class RevocationMixin:
     audit: AuditLog
     _ocsp_answers: OCSPAnswerCache
 
+    if TYPE_CHECKING:  # provided by IssuanceMixin
+
+        def publish_log(self) -> None: ...
+
     def revoke(
         self,
         *,
@@ -165,6 +169,7 @@ class RevocationMixin:
         if reason == _KEY_COMPROMISE:
             for did in sorted(banned):
                 self.deny(did, reason="keyCompromise revocation", now=now, source=source)
+        self.publish_log()  # the revocations' log entries (sequenced by ledger.revoke)
         return sorted(out, key=lambda e: e.serial)
 
     def deny(self, did: str, *, reason: str, now: datetime, source: str = "operator") -> DenyEntry:

@@ -1,8 +1,9 @@
 """From a :class:`~holdca.hold.config.HoldConfig` to a running :class:`~holdca.hold.HoldCA`.
 
 This is the I/O edge of the hold package: it opens the key store (PEM directory or
-PKCS#11 token), the SQLite ledger, and reads (or, when creating the hold, writes) the CA
-certificate file. Only ``create=True`` (``holdca init``) creates any of them.
+PKCS#11 token), the ledger (a SQLite file, or PostgreSQL at ``HOLD_LEDGER_URL``), and reads
+(or, when creating the hold, writes) the CA certificate file. Only ``create=True``
+(``holdca init``) creates any of them.
 
 Example::
 
@@ -28,17 +29,19 @@ from holdca.atproto.identity import Resolver
 from holdca.errors import ConfigError
 from holdca.hold.audit import AuditLog
 from holdca.hold.config import HoldConfig
-from holdca.hold.ledger import IssuanceLedger, SQLiteLedger
+from holdca.hold.ledger import IssuanceLedger, PostgresLedger, SQLiteLedger
 from holdca.hold.policy import Authorizer, IssuancePolicy, RateLimiter
 from holdca.hold.service import HoldCA
 from holdca.keys import KeyStore
 from holdca.keys.pem import PEMKeyStore
 from holdca.notation import SigningScheme
+from holdca.notation.formats import SignatureFormat
 from holdca.pki import SubjectInfo
 
 __all__ = [
     "audit_from_config",
     "key_store_from_config",
+    "ledger_from_config",
     "open_hold",
     "policy_from_config",
     "resolver_from_config",
@@ -204,6 +207,10 @@ def _created_by_init(config: HoldConfig, ledger_path: Path | None) -> list[Path]
     key directory and key files (never keys that a ledger kept from before may name)."""
     assert config.ca_cert_path is not None
     paths = [config.ca_cert_path]
+    if config.log_dir is not None:  # removed only if missing now: init --log made them
+        paths.append(config.log_dir)
+        if config.key_backend == "pem":
+            paths.append(_pem_location(config)[0] / f"{config.log_key_label}.pem")
     if ledger_path is None or ledger_path.exists():
         return paths
     paths += [
@@ -215,6 +222,30 @@ def _created_by_init(config: HoldConfig, ledger_path: Path | None) -> list[Path]
         labels = [label, *([config.ca_intermediate_label] if config.ca_intermediate_label else [])]
         paths += [directory, *(directory / f"{name}.pem" for name in labels)]
     return paths
+
+
+def ledger_from_config(config: HoldConfig, *, create: bool = False) -> IssuanceLedger:
+    """The ledger the config names: PostgreSQL at ``HOLD_LEDGER_URL``, else the SQLite file
+    ``HOLD_LEDGER_PATH`` (default beside the CA certificate).
+
+    Only with ``create`` (``holdca init``) is a missing SQLite file, or a database without
+    the holdca schema, made.
+
+    Raises:
+        ConfigError: no ledger path; without ``create``, a missing file or a database
+            without the holdca schema; the postgres extra is not installed.
+        LedgerError: the ledger cannot be opened (unreachable database, newer schema).
+    """
+    if config.ledger_url is not None:
+        return PostgresLedger(config.ledger_url.reveal(), create=create)
+    ledger_path = config.effective_ledger_path
+    if ledger_path is None:
+        raise ConfigError("HOLD_CA_CERT_PATH: required")
+    if create:
+        ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    elif not ledger_path.exists():
+        raise _only_init("HOLD_LEDGER_PATH", ledger_path, default=config.ledger_path is None)
+    return SQLiteLedger(ledger_path)
 
 
 def open_hold(
@@ -230,14 +261,18 @@ def open_hold(
     """Open the hold ``config`` describes; with ``create``, make its CA if it has none.
 
     Only ``create`` (``holdca init``) makes state. Without it, the CA certificate
-    ``HOLD_CA_CERT_PATH``, the ledger ``HOLD_LEDGER_PATH`` (unless ``ledger`` is given)
-    and, for PEM keys, the key directory or key file must exist: a mistyped path is an
-    error, not a new empty hold. ``HOLD_CA_CERT_PATH`` is written only by ``create``, when
+    ``HOLD_CA_CERT_PATH``, the ledger ``HOLD_LEDGER_PATH`` or the holdca schema in
+    ``HOLD_LEDGER_URL`` (unless ``ledger`` is given) and, for PEM keys, the key directory
+    or key file must exist: a mistyped path is an error, not a new empty hold.
+    ``HOLD_CA_CERT_PATH`` is written only by ``create``, when
     it is missing (the CA was just made, or its certificate file was deleted); after a
     rotation or recovery the command that did it rewrites it. With ``create``, a failure
     removes what this call created (certificate, new ledger, new key files). The hold
     watches DIDs as ``HOLD_ON_DID_CHANGE`` says (``on_did_change=`` overrides it; see
     :mod:`holdca.hold.watch`).
+    With ``HOLD_LOG_DIR`` every issuance and revocation is published to the transparency
+    log there (:mod:`holdca.hold.logsetup`: only ``create`` makes its key and directory,
+    and publishes the first checkpoint; ``transparency=`` overrides it).
 
     Raises:
         ConfigError: missing certificate path; without ``create``, a missing certificate,
@@ -256,14 +291,7 @@ def open_hold(
         store, label = key_store_from_config(config, create=create)
         own = ledger is None
         if ledger is None:
-            assert ledger_path is not None
-            if create:
-                ledger_path.parent.mkdir(parents=True, exist_ok=True)
-            elif not ledger_path.exists():
-                raise _only_init(
-                    "HOLD_LEDGER_PATH", ledger_path, default=config.ledger_path is None
-                )
-            ledger = SQLiteLedger(ledger_path)
+            ledger = ledger_from_config(config, create=create)
         try:
             ca = _open_ca(
                 config,
@@ -296,6 +324,18 @@ def _open_ca(
 ) -> HoldCA:
     """``HoldCA.open`` with everything the config says."""
     options.setdefault("on_did_change", config.on_did_change)
+    if "transparency" not in options and config.log_dir is not None:
+        from holdca.hold.logsetup import issuance_log_from_config  # noqa: PLC0415
+
+        options["transparency"] = issuance_log_from_config(
+            config, store, ledger, create=bool(options.get("create"))
+        )
+    if "timestamper" not in options and config.timestamps:
+        from holdca.hold.tsasetup import timestamper_from_config  # noqa: PLC0415
+
+        options["timestamper"] = timestamper_from_config(
+            config, store, now=options["now"], create=bool(options.get("create"))
+        )
     subject = SubjectInfo(
         country=config.subject_country,
         state=config.subject_state,
@@ -312,6 +352,8 @@ def _open_ca(
         policy=policy_from_config(config),
         leaf_validity=timedelta(hours=config.cert_validity_hours),
         scheme=SigningScheme(config.signing_scheme),
+        signature_format=SignatureFormat.parse(config.signature_format),
+        crl_partition=None if config.crl_partition == "off" else config.crl_partition,
         crl_url=config.effective_crl_url,
         ocsp_url=config.effective_ocsp_url,
         cosign_enabled=config.cosign_enabled,

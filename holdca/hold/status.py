@@ -4,9 +4,14 @@
 Serving status must stay cheap under load, so both answers are cached and rebuilt only on
 change:
 
-* **CRL**: the signed CRL (and its DER) per CA is kept until a revocation happens (the
-  ledger's :meth:`~holdca.hold.ledger.IssuanceLedger.revocation_version`, one primary-key
-  read, notices revocations made by other processes too) or ``crl_refresh`` passes; a
+* **CRL**: leaves name the CRL of their CA and *partition* (the UTC day or ISO week of
+  their notBefore, :mod:`holdca.hold.crlparts`; ``crl_partition``), which lists only the
+  revocations of that period's certificates, with an issuingDistributionPoint naming its
+  URL; the un-partitioned URL still gets the CA's full CRL (leaves issued before, CA
+  certificates). The signed CRL (and its DER) per CA and partition is kept until a
+  revocation happens (the ledger's
+  :meth:`~holdca.hold.ledger.IssuanceLedger.revocation_version`, one primary-key read,
+  notices revocations made by other processes too) or ``crl_refresh`` passes; a
   ``GET /ca.crl`` then costs O(1) in the number of revocations. If the ledger is busy when a
   rebuild is due, the previous CRL is served while it is still within its nextUpdate, and
   requests arriving while one rebuild is under way get it at once rather than queueing.
@@ -22,6 +27,7 @@ change:
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,9 +38,22 @@ from typing import TYPE_CHECKING, Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from holdca.errors import ConfigError, HoldCAError, LedgerError, OCSPRequestError
+from holdca.errors import (
+    ConfigError,
+    HoldCAError,
+    LedgerError,
+    MalformedInputError,
+    OCSPRequestError,
+)
 from holdca.hold.audit import AuditLog
-from holdca.hold.castate import CAState, LoadedCA
+from holdca.hold.castate import CAState, LoadedCA, crl_url_for
+from holdca.hold.crlparts import (
+    DEFAULT_CRL_PARTITION,
+    Period,
+    crl_issuer_key,
+    period_from_url,
+    period_of,
+)
 from holdca.hold.ledger import REASONS, IssuanceLedger
 from holdca.pki import (
     CertStatus,
@@ -165,6 +184,15 @@ class OCSPAnswerCache:
 
 
 @dataclass(frozen=True)
+class _RevocationIndex:
+    """A CA's revocations at one ledger revocation version, ordered by notBefore."""
+
+    version: int
+    not_befores: list[datetime]
+    entries: list[RevokedEntry]
+
+
+@dataclass(frozen=True)
 class _SignedCRL:
     version: int
     crl: x509.CertificateRevocationList
@@ -197,9 +225,13 @@ class StatusMixin:
     root_crl_next_update: timedelta
     crl_refresh: timedelta
     crl_retention: timedelta
+    crl_url: str | None
+    crl_partition: str | None = DEFAULT_CRL_PARTITION
+    """Partition leaves' CRLs by ``day`` or ``week`` of their notBefore; None: one per CA."""
     ocsp_validity: timedelta
     _crl_lock: threading.Lock
     _crl_cache: dict[str, _SignedCRL]
+    _revocation_index: dict[str, _RevocationIndex]
     _ocsp_answers: OCSPAnswerCache
     _ocsp_synced: tuple[datetime, int] | None
 
@@ -210,39 +242,71 @@ class StatusMixin:
     def _init_status(self) -> None:
         self._crl_lock = threading.Lock()
         self._crl_cache = {}
+        self._revocation_index = {}
         self._ocsp_answers = OCSPAnswerCache()
         self._ocsp_synced = None
 
     # ------------------------------------------------------------------ CRL
 
-    def crl(self, now: datetime, *, ca_id: str | None = None) -> x509.CertificateRevocationList:
+    def crl(
+        self, now: datetime, *, ca_id: str | None = None, period: str | None = None
+    ) -> x509.CertificateRevocationList:
         """The current CRL of the active CA (or of the published CA ``ca_id``).
 
-        A new CRL (with the next persisted CRL number and a thisUpdate that never goes
-        backwards) is signed when a revocation happened (in any process sharing the
-        ledger), after ``crl_refresh``, or when no CRL was made by this object yet;
-        otherwise the cached one is returned.
+        With ``period`` (a partition key such as ``2025-01-06`` or ``2025-W02``, as leaf
+        CRL URLs name it), the CRL of that partition: the revocations of the CA's
+        certificates whose notBefore falls in the period, with an issuingDistributionPoint
+        naming the partition's URL (an empty list for a period without revocations);
+        ``None`` or ``all``: every revocation of the CA.
+
+        A new CRL (with the next persisted CRL number of the CA and partition, and a
+        thisUpdate that never goes backwards) is signed when a revocation happened (in any
+        process sharing the ledger), after ``crl_refresh``, or when no CRL was made by this
+        object yet; otherwise the cached one is returned.
 
         Raises:
-            ConfigError: unknown ``ca_id``.
+            ConfigError: unknown ``ca_id``; a partition asked for without a CRL URL.
+            MalformedInputError: ``period`` is not a period key, or one in which the CA
+                cannot have issued (before its notBefore or after now).
             LedgerError, ProfileError, SignerError: building failed (and no earlier CRL
                 is still within its nextUpdate).
         """
-        return self._signed_crl(now, ca_id).crl
+        return self._signed_crl(now, ca_id, period).crl
 
-    def crl_der(self, now: datetime, *, ca_id: str | None = None) -> bytes:
+    def crl_der(
+        self, now: datetime, *, ca_id: str | None = None, period: str | None = None
+    ) -> bytes:
         """:meth:`crl` as DER, encoded once per CRL (what ``GET /ca.crl`` serves)."""
-        return self._signed_crl(now, ca_id).der
+        return self._signed_crl(now, ca_id, period).der
 
-    def _signed_crl(self, now: datetime, ca_id: str | None) -> _SignedCRL:
+    def leaf_crl_url(self, ca_id: str, not_before: datetime) -> str | None:
+        """The CRL URL a leaf of CA ``ca_id`` with ``not_before`` names (its partition's).
+
+        Raises:
+            ConfigError: ``crl_partition`` is not ``day``, ``week`` or None.
+        """
+        if self.crl_partition is None:
+            return crl_url_for(self.crl_url, ca_id)
+        return crl_url_for(self.crl_url, ca_id, period_of(not_before, self.crl_partition).key)
+
+    def _signed_crl(self, now: datetime, ca_id: str | None, period_key: str | None) -> _SignedCRL:
+        period = period_from_url(period_key)
         state = self.state(now)
         ca = state.active if ca_id is None else state.by_id(ca_id)
         if ca is None:
             raise ConfigError(f"no CA with id {ca_id} (active, published, root or former)")
         if ca.signer is None:
-            return self._stored(ca)
+            return self._stored(ca)  # an offline root: its full CRL (it issues no leaves)
+        if period is not None:
+            first = ca.certificate.not_valid_before_utc
+            if period.end <= first or period.start > min(now, ca.certificate.not_valid_after_utc):
+                raise MalformedInputError(
+                    f"CA {ca.ca_id[:16]} issued nothing in period {period.key} "
+                    f"(it is valid from {first.isoformat()})"
+                )
+        cache_key = crl_issuer_key(ca.ca_id, period)
         version = self.ledger.revocation_version()
-        cached = self._crl_cache.get(ca.ca_id)
+        cached = self._crl_cache.get(cache_key)
         if cached is not None and self._fresh(cached, version, now):
             return cached
         if cached is not None and _valid(cached, now):
@@ -253,16 +317,16 @@ class StatusMixin:
         else:
             self._crl_lock.acquire()
         try:  # concurrent requests share one new CRL (and one CRL number)
-            cached = self._crl_cache.get(ca.ca_id)
+            cached = self._crl_cache.get(cache_key)
             if cached is not None and self._fresh(cached, version, now):
                 return cached
             try:
-                signed = self._build_crl(ca, version, now)
+                signed = self._build_crl(ca, version, now, period)
             except LedgerError:
                 if cached is not None and _valid(cached, now):
                     return cached  # the ledger is busy: the last CRL is still valid
                 raise
-            self._crl_cache[ca.ca_id] = signed
+            self._crl_cache[cache_key] = signed
             return signed
         finally:
             self._crl_lock.release()
@@ -291,17 +355,47 @@ class StatusMixin:
             cached.this_update <= now < cached.this_update + self.crl_refresh
         )
 
-    def _build_crl(self, ca: LoadedCA, version: int, now: datetime) -> _SignedCRL:
-        entries = [
-            RevokedEntry(
-                serial=rev.serial,
-                revoked_at=rev.revoked_at,
-                reason=reason_flag(rev.reason),
-                invalidity_date=rev.invalidity_date,
-                not_after=rec.not_after,
-            )
-            for rev, rec in self.ledger.revoked(ca.ca_id)
-        ]
+    def _revocations(self, ca: LoadedCA, version: int) -> _RevocationIndex:
+        """The CA's revocations ordered by notBefore, read once per revocation version.
+
+        Every partition CRL of a CA built after the same revocation shares one ledger read.
+        """
+        index = self._revocation_index.get(ca.ca_id)
+        if index is not None and index.version == version:
+            return index
+        pairs = sorted(
+            (
+                (
+                    rec.not_before,
+                    RevokedEntry(
+                        serial=rev.serial,
+                        revoked_at=rev.revoked_at,
+                        reason=reason_flag(rev.reason),
+                        invalidity_date=rev.invalidity_date,
+                        not_after=rec.not_after,
+                    ),
+                )
+                for rev, rec in self.ledger.revoked(ca.ca_id)
+            ),
+            key=lambda pair: pair[0],
+        )
+        index = _RevocationIndex(version, [p[0] for p in pairs], [p[1] for p in pairs])
+        self._revocation_index[ca.ca_id] = index
+        return index
+
+    def _build_crl(
+        self, ca: LoadedCA, version: int, now: datetime, period: Period | None = None
+    ) -> _SignedCRL:
+        index = self._revocations(ca, version)
+        entries = index.entries
+        point = None
+        if period is not None:
+            point = crl_url_for(self.crl_url, ca.ca_id, period.key)
+            if point is None:
+                raise ConfigError("partition CRLs need a CRL URL (HOLD_CRL_URL) to name")
+            low = bisect.bisect_left(index.not_befores, period.start)
+            high = bisect.bisect_left(index.not_befores, period.end)
+            entries = entries[low:high]
         # keyCompromise entries stay while the CA answers at all: a stolen key can make
         # signatures that verify after the certificate expired (with a timestamp), and
         # OCSP keeps saying revoked too. Other entries leave after crl_retention.
@@ -317,7 +411,8 @@ class StatusMixin:
             ],
             key=lambda e: e.serial,
         )
-        number, this_update = self.ledger.next_crl_number(ca.ca_id, now)
+        issuer_key = crl_issuer_key(ca.ca_id, period)
+        number, this_update = self.ledger.next_crl_number(issuer_key, now)
         offline_capable = ca.state == "root"  # a root above an intermediate
         lifetime = self.root_crl_next_update if offline_capable else self.crl_next_update
         next_update = this_update + lifetime
@@ -328,16 +423,17 @@ class StatusMixin:
             crl_number=number,
             this_update=this_update,
             next_update=next_update,
+            distribution_point=point,
         )
         self.audit.crl(
-            issuer_id=ca.ca_id,
+            issuer_id=issuer_key,
             number=number,
             entries=len(entries),
             this_update=this_update,
             now=now,
         )
         der = crl.public_bytes(serialization.Encoding.DER)
-        if offline_capable:  # served from the ledger when the root key is away
+        if offline_capable and period is None:  # served from the ledger when the key is away
             self.ledger.store_crl(ca.ca_id, der, next_update=next_update)
         return _SignedCRL(version, crl, der, this_update, next_update)
 

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from holdca.errors import KeyExistsError, KeyNotFoundError, UnsupportedAlgorithmError
 from holdca.keys._base import PublicKey, SignatureAlgorithm, check_label, spki_der
+from holdca.keys.ed25519 import MemoryEd25519Signer
 
 __all__ = ["MemoryKeyStore", "MemorySigner", "PrivateKey", "generate_private_key"]
 
@@ -131,10 +132,15 @@ class MemorySigner:
 
 
 class MemoryKeyStore:
-    """A :class:`~holdca.keys.KeyStore` that keeps keys in a dict (thread-safe)."""
+    """A :class:`~holdca.keys.KeyStore` that keeps keys in a dict (thread-safe).
+
+    It also holds Ed25519 keys (:meth:`generate_ed25519`, :meth:`load_ed25519`), which
+    share the label namespace; :meth:`load` refuses them with UnsupportedAlgorithmError.
+    """
 
     def __init__(self) -> None:
         self._keys: dict[str, MemorySigner] = {}
+        self._ed25519: dict[str, MemoryEd25519Signer] = {}
         self._lock = threading.Lock()
 
     def generate(
@@ -144,7 +150,7 @@ class MemoryKeyStore:
         check_label(label)
         signer = MemorySigner.generate(algorithm)
         with self._lock:
-            if label in self._keys:
+            if label in self._keys or label in self._ed25519:
                 raise KeyExistsError(f"key {label!r} already exists")
             self._keys[label] = signer
         return signer
@@ -156,19 +162,55 @@ class MemoryKeyStore:
             try:
                 return self._keys[label]
             except KeyError:
+                if label in self._ed25519:
+                    raise UnsupportedAlgorithmError(
+                        f"key {label!r} is Ed25519: use load_ed25519"
+                    ) from None
+                raise KeyNotFoundError(f"no key {label!r}") from None
+
+    def generate_ed25519(self, label: str) -> MemoryEd25519Signer:
+        """Create an Ed25519 key under ``label``.
+
+        Raises:
+            ValueError: ``label`` is not a valid key label.
+            KeyExistsError: the label is taken (by a key of any algorithm).
+        """
+        check_label(label)
+        signer = MemoryEd25519Signer.generate()
+        with self._lock:
+            if label in self._keys or label in self._ed25519:
+                raise KeyExistsError(f"key {label!r} already exists")
+            self._ed25519[label] = signer
+        return signer
+
+    def load_ed25519(self, label: str) -> MemoryEd25519Signer:
+        """The Ed25519 signer under ``label``.
+
+        Raises:
+            ValueError: ``label`` is not a valid key label.
+            KeyNotFoundError: no such key.
+            UnsupportedAlgorithmError: the key under ``label`` is not Ed25519.
+        """
+        check_label(label)
+        with self._lock:
+            try:
+                return self._ed25519[label]
+            except KeyError:
+                if label in self._keys:
+                    raise UnsupportedAlgorithmError(f"key {label!r} is not Ed25519") from None
                 raise KeyNotFoundError(f"no key {label!r}") from None
 
     def labels(self) -> list[str]:
         """Sorted labels."""
         with self._lock:
-            return sorted(self._keys)
+            return sorted([*self._keys, *self._ed25519])
 
     def delete(self, label: str) -> None:
         """Remove ``label``; raises KeyNotFoundError."""
         check_label(label)
         with self._lock:
-            if self._keys.pop(label, None) is None:
+            if self._keys.pop(label, None) is None and self._ed25519.pop(label, None) is None:
                 raise KeyNotFoundError(f"no key {label!r}")
 
     def __repr__(self) -> str:
-        return f"<MemoryKeyStore {len(self._keys)} keys>"
+        return f"<MemoryKeyStore {len(self._keys) + len(self._ed25519)} keys>"

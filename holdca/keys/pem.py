@@ -35,7 +35,8 @@ from pathlib import Path
 from asn1crypto import keys as asn1_keys
 from asn1crypto import pem as asn1_pem
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from holdca.errors import (
     InsecureKeyFileError,
@@ -48,6 +49,7 @@ from holdca.errors import (
 )
 from holdca.keys._base import SignatureAlgorithm, check_label
 from holdca.keys._secret import Secret
+from holdca.keys.ed25519 import MemoryEd25519Signer
 from holdca.keys.memory import MemorySigner, generate_private_key
 
 __all__ = ["PEMKeyStore"]
@@ -128,6 +130,43 @@ class PEMKeyStore:
         if path.exists():
             raise KeyExistsError(f"key {label!r} already exists in {str(self._dir)!r}")
         key = generate_private_key(algorithm)
+        self._write_key(label, path, key)
+        return MemorySigner(key, algorithm)
+
+    def generate_ed25519(self, label: str) -> MemoryEd25519Signer:
+        """Generate an Ed25519 key, write it to ``<label>.pem`` (0600) and return its signer.
+
+        The file is PKCS#8 like every other key of the store (encrypted when the store has
+        a passphrase); :meth:`load` refuses it, :meth:`load_ed25519` reads it.
+
+        Raises:
+            ValueError: ``label`` is not a valid key label.
+            KeyExistsError: ``<label>.pem`` exists; it is left untouched.
+            KeyStoreError: the file could not be written (raised from the OSError).
+        """
+        path = self.path_of(label)
+        if path.exists():
+            raise KeyExistsError(f"key {label!r} already exists in {str(self._dir)!r}")
+        key = ed25519.Ed25519PrivateKey.generate()
+        self._write_key(label, path, key)
+        return MemoryEd25519Signer(key)
+
+    def load_ed25519(self, label: str) -> MemoryEd25519Signer:
+        """Read, check and decrypt the Ed25519 key ``<label>.pem``.
+
+        Raises:
+            UnsupportedAlgorithmError: the file holds a key that is not Ed25519.
+            (and every error of :meth:`load` for the file itself)
+        """
+        path = self.path_of(label)
+        key = self._parse_any(label, self._read_private(label, path))
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise UnsupportedAlgorithmError(
+                f"key file for {label!r} holds a {type(key).__name__}, not Ed25519"
+            )
+        return MemoryEd25519Signer(key)
+
+    def _write_key(self, label: str, path: Path, key: PrivateKeyTypes) -> None:
         encryption: serialization.KeySerializationEncryption = (
             serialization.NoEncryption()
             if self._passphrase is None
@@ -137,7 +176,6 @@ class PEMKeyStore:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
         )
         self._write_new(label, path, data)
-        return MemorySigner(key, algorithm)
 
     def load(self, label: str) -> MemorySigner:
         """Read, check and decrypt ``<label>.pem``.
@@ -279,6 +317,14 @@ class PEMKeyStore:
 
     def _parse(self, label: str, data: bytes) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
         where = f"key file for {label!r}"
+        key = self._parse_any(label, data)
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise UnsupportedAlgorithmError(f"{where} holds a {type(key).__name__}: not EC or RSA")
+        SignatureAlgorithm.for_public_key(key.public_key())  # UnsupportedAlgorithmError
+        return key
+
+    def _parse_any(self, label: str, data: bytes) -> PrivateKeyTypes:
+        where = f"key file for {label!r}"
         try:
             kind, _headers, der = asn1_pem.unarmor(data)
         except (ValueError, TypeError) as exc:
@@ -307,9 +353,6 @@ class PEMKeyStore:
             if password is not None:
                 raise WrongPassphraseError(f"the passphrase does not decrypt the {where}") from exc
             raise KeyFileCorruptError(f"{where} is not a valid private key") from exc
-        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-            raise UnsupportedAlgorithmError(f"{where} holds a {type(key).__name__}: not EC or RSA")
-        SignatureAlgorithm.for_public_key(key.public_key())  # UnsupportedAlgorithmError
         return key
 
 

@@ -249,6 +249,38 @@ class Fetcher:
                 redirect; a 2xx body (declared or streamed) larger than ``limit``; a content
                 coding other than identity.
         """
+        return self._fetch("GET", url, limit, accept, params=params, require_https=require_https)
+
+    def post(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        content_type: str,
+        limit: int,
+        accept: str,
+        require_https: bool = True,
+    ) -> FetchResponse:
+        """POST ``body`` (as ``content_type``) to ``url`` and read the reply's body.
+
+        The same checks, deadline, retry and errors as :meth:`get` (use it for requests that
+        may be repeated, such as an RFC 3161 TimeStampReq).
+        """
+        return self._fetch(
+            "POST", url, limit, accept, require_https=require_https, upload=(content_type, body)
+        )
+
+    def _fetch(
+        self,
+        method: str,
+        url: str,
+        limit: int,
+        accept: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        require_https: bool,
+        upload: tuple[str, bytes] | None = None,
+    ) -> FetchResponse:
         if limit < 0:
             raise ValueError("limit must not be negative")
         if self._closed:
@@ -256,6 +288,7 @@ class Fetcher:
         route = self._route(url, require_https)
         target = _target(route.checked, params)
         fetched = route.origin + target
+        label = f"{method} {_shown(fetched)}"
         only = route.checked.allowed_only
         pool = self._pools[only]
         headers = [
@@ -264,50 +297,53 @@ class Fetcher:
             (b"Accept-Encoding", b"identity"),
             (b"User-Agent", self._user_agent),
         ]
+        content = b""
+        if upload is not None:
+            content = upload[1]
+            headers.append((b"Content-Type", upload[0].encode("ascii")))
+            headers.append((b"Content-Length", str(len(content)).encode("ascii")))
         url_parts = httpcore.URL(
             scheme=route.scheme, host=route.host, port=route.checked.port, target=target.encode()
         )
+        request = (method.encode("ascii"), url_parts, headers, content, fetched, label, limit)
         try:
             with deadline(self.timeout, allowed_only=only):
                 try:
-                    return self._get(pool, url_parts, headers, fetched, limit)
+                    return self._get(pool, request)
                 except ClosedUnderUse:  # the pool closed our connection: not the peer's fault
-                    return self._get(pool, url_parts, headers, fetched, limit)
+                    return self._get(pool, request)
         except ResolutionError:
             raise  # AddressRefusedError included: its message already names the host
         except TLSFailure as exc:
             what = "certificate verification failed" if exc.verification else "TLS failed"
-            raise ResolutionError(f"GET {_shown(fetched)}: {what}") from None
+            raise ResolutionError(f"{label}: {what}") from None
         except httpcore.TimeoutException:
-            raise ResolutionError(
-                f"GET {_shown(fetched)}: timed out after {self.timeout:g} s"
-            ) from None
+            raise ResolutionError(f"{label}: timed out after {self.timeout:g} s") from None
         except httpcore.ConnectError:
-            raise ResolutionError(f"GET {_shown(fetched)}: connection failed") from None
+            raise ResolutionError(f"{label}: connection failed") from None
         except httpcore.ProtocolError:
-            raise ResolutionError(f"GET {_shown(fetched)}: invalid HTTP response") from None
+            raise ResolutionError(f"{label}: invalid HTTP response") from None
         except (httpcore.NetworkError, httpcore.UnsupportedProtocol):
-            raise ResolutionError(f"GET {_shown(fetched)}: network error") from None
+            raise ResolutionError(f"{label}: network error") from None
 
     def _get(
         self,
         pool: httpcore.ConnectionPool,
-        url: httpcore.URL,
-        headers: list[tuple[bytes, bytes]],
-        fetched: str,
-        limit: int,
+        request: tuple[bytes, httpcore.URL, list[tuple[bytes, bytes]], bytes, str, str, int],
     ) -> FetchResponse:
+        method, url, headers, content, fetched, label, limit = request
         left = time_left(self.timeout)  # also bounds the wait for a pooled connection
-        request = httpcore.Request(
-            b"GET",
+        sent = httpcore.Request(
+            method,
             url,
             headers=headers,
+            content=content,
             # only the timeouts: no "sni_hostname" or other override reaches the pool
             extensions={"timeout": {"connect": left, "read": left, "write": left, "pool": left}},
         )
-        response = pool.handle_request(request)
+        response = pool.handle_request(sent)
         try:
-            return _read(response, fetched, limit)
+            return _read(response, fetched, label, limit)
         finally:
             response.close()  # a body not read to its end closes the connection
 
@@ -329,11 +365,11 @@ class Fetcher:
         self.close()
 
 
-def _read(response: httpcore.Response, fetched: str, limit: int) -> FetchResponse:
+def _read(response: httpcore.Response, fetched: str, label: str, limit: int) -> FetchResponse:
     """Check ``response`` (status, coding, declared size) and read its body up to the cap."""
     status = response.status
     if 300 <= status < 400:
-        raise ResolutionError(f"GET {_shown(fetched)}: HTTP {status} redirect not followed")
+        raise ResolutionError(f"{label}: HTTP {status} redirect not followed")
     ok = 200 <= status < 300
     cap = limit if ok else min(limit, ERROR_BODY_LIMIT)
     content_type: list[bytes] = []
@@ -348,11 +384,11 @@ def _read(response: httpcore.Response, fetched: str, limit: int) -> FetchRespons
         elif lowered == b"content-length":
             declared.append(value)
     if ok and b", ".join(encoding).strip().lower() not in (b"", b"identity"):
-        raise ResolutionError(f"GET {_shown(fetched)}: unexpected Content-Encoding")
+        raise ResolutionError(f"{label}: unexpected Content-Encoding")
     if ok and declared:
         length = b", ".join(declared).strip()
         if not length.isdigit() or int(length) > limit:
-            raise ResolutionError(f"GET {_shown(fetched)}: response larger than {limit} bytes")
+            raise ResolutionError(f"{label}: response larger than {limit} bytes")
     stream = response.stream
     if not isinstance(stream, Iterable):  # the sync pool returns sync streams
         raise httpcore.ProtocolError("unexpected asynchronous response stream")
@@ -361,7 +397,7 @@ def _read(response: httpcore.Response, fetched: str, limit: int) -> FetchRespons
         body += chunk
         if len(body) > cap:
             if ok:
-                raise ResolutionError(f"GET {_shown(fetched)}: response larger than {limit} bytes")
+                raise ResolutionError(f"{label}: response larger than {limit} bytes")
             del body[cap:]
             break
     return FetchResponse(

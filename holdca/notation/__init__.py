@@ -2,6 +2,8 @@
 
 * :mod:`holdca.notation.envelope`: JWS envelopes (build with :func:`sign_envelope`, parse
   strictly with :func:`parse_envelope`), :class:`Descriptor`, :class:`SigningScheme`.
+* :mod:`holdca.notation.cose`: COSE envelopes (``application/cose``; the ``cose`` extra),
+  :mod:`holdca.notation.formats`: :class:`SignatureFormat` and :func:`sign_in_format`.
 * :mod:`holdca.notation.verify`: :func:`verify_envelope`, notation's verification
   semantics in Python (levels, overrides, trust stores, identities, expiry, revocation).
 * :mod:`holdca.notation.oci`: the signature manifest, referrers tag index and
@@ -24,6 +26,7 @@ from holdca.notation.envelope import (
     parse_envelope,
     sign_envelope,
 )
+from holdca.notation.formats import SignatureFormat, sign_in_format
 from holdca.notation.oci import (
     ARTIFACT_TYPE_NOTATION,
     AttachedSignature,
@@ -75,6 +78,7 @@ __all__ = [
     "OCILayout",
     "RevocationChecker",
     "RevocationStatus",
+    "SignatureFormat",
     "SignatureVerification",
     "SigningScheme",
     "TrustPolicy",
@@ -82,6 +86,7 @@ __all__ = [
     "TrustStore",
     "VerificationOutcome",
     "hold_trust_policy",
+    "sign_in_format",
     "parse_distinguished_name",
     "parse_envelope",
     "referrers_index",

@@ -57,6 +57,7 @@ from holdca.notation._codec import (
     parse_time,
     strict_json,
 )
+from holdca.notation.timestamp import Timestamper
 from holdca.pki import check_notation_profile
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "SigningScheme",
     "chain_thumbprints",
     "parse_envelope",
+    "prepare_signing",
     "sign_envelope",
 ]
 
@@ -541,64 +543,28 @@ _last_header: tuple[
 ] = (_NEVER, _NEVER, None, None, None, "")
 
 
-def sign_envelope(
+def prepare_signing(
     signer: Signer,
     chain: Sequence[CertificateOrDER],
     descriptor: Descriptor,
     *,
-    now: datetime,
-    scheme: SigningScheme = SigningScheme.X509,
-    expiry: datetime | None = None,
-    signing_agent: str = DEFAULT_SIGNING_AGENT,
-    check_chain: bool = True,
-) -> bytes:
-    """Sign ``descriptor`` and return the JWS envelope bytes notation verifies.
+    signing_time: datetime,
+    expiry: datetime | None,
+    check_chain: bool,
+) -> tuple[SignatureAlgorithm, int, bytes, datetime | None]:
+    """The checks every envelope format runs before signing (JWS here, COSE in
+    :mod:`holdca.notation.cose`), in this order: the leaf key has a Notation algorithm and
+    is the signer's key, the signer uses that algorithm, an aware ``expiry`` after the
+    signing time, no reserved annotation keys, then (with ``check_chain``) the chain
+    profile at ``signing_time``.
 
-    The signing time is ``now`` truncated to the second (notation does the same). The
-    signature algorithm is the one notation derives from the leaf key (P-256 -> ES256,
-    RSA-3072 -> PS384, ...).
-
-    Args:
-        signer: the key of ``chain[0]``.
-        chain: leaf first, then intermediates, then the self-signed root. Each element is
-            an :class:`x509.Certificate` or its DER ``bytes``; DER saves re-encoding (it
-            goes into ``x5c`` as given). Of DER elements only the leaf's
-            subjectPublicKeyInfo is read, unless ``check_chain`` parses them all.
-        descriptor: the signed artifact (mediaType, digest, size, optional annotations).
-        now: timezone-aware signing time.
-        scheme: ``SigningScheme.X509`` or ``SigningScheme.SIGNING_AUTHORITY``.
-        expiry: optional ``io.cncf.notary.expiry``; must be after the signing time.
-        signing_agent: ``io.cncf.notary.signingAgent``.
-        check_chain: run :func:`holdca.pki.check_notation_profile` on ``chain`` (the check
-            notation runs before it signs; about a third of a cosign's CPU). Pass False only
-            for a chain the caller has just issued under a profile it has already checked,
-            as :class:`holdca.hold.HoldCA` does after linting its first chain per CA.
-
-    Checks, in this order: a non-empty chain, an aware ``now``, the leaf key has a
-    Notation algorithm and is the signer's key, the signer uses that algorithm, an aware
-    ``expiry`` after the signing time, no reserved annotation keys, then (with
-    ``check_chain``) the chain profile.
+    Returns:
+        ``(algorithm, raw ECDSA integer size or 0, leaf DER, expiry in UTC seconds)``.
 
     Raises:
-        ValueError: empty chain, naive time, signer not matching the leaf, expiry not
-            after the signing time, annotation keys in the reserved ``io.cncf.notary``
-            namespace, or a DER element that cryptography cannot parse when it has to.
-        TypeError: a chain element is neither a certificate nor bytes.
-        ProfileError: the chain is one notation refuses to sign with (shape, profile, or a
-            certificate not valid at the signing time; see holdca.pki.check_notation_profile).
-        UnsupportedAlgorithmError: the leaf key has no Notation algorithm.
-        SignerError: the signer failed.
+        ValueError, TypeError, ProfileError, UnsupportedAlgorithmError: as
+            :func:`sign_envelope` documents.
     """
-    global _last_header  # noqa: PLW0603 (see its comment)
-    if not chain:
-        raise ValueError("the certificate chain is empty")
-    if now.tzinfo is not UTC:
-        if now.tzinfo is None or now.utcoffset() is None:
-            raise ValueError("now must be timezone-aware")
-        now = now.astimezone(UTC)
-    last = _last_header
-    signing_time = last[0] if last[0] <= now < last[1] else now.replace(microsecond=0)
-
     leaf = chain[0]
     leaf_der = leaf if isinstance(leaf, bytes) else _der(leaf)
     # MemorySigner keeps its encoded key; cryptography re-encodes on every call.
@@ -641,6 +607,76 @@ def sign_envelope(
     if check_chain:
         certificates = [c if isinstance(c, x509.Certificate) else _load_der(_der(c)) for c in chain]
         check_notation_profile(certificates, now=signing_time, identity_dn=False)
+    return algorithm, raw_size, leaf_der, expiry
+
+
+def sign_envelope(
+    signer: Signer,
+    chain: Sequence[CertificateOrDER],
+    descriptor: Descriptor,
+    *,
+    now: datetime,
+    scheme: SigningScheme = SigningScheme.X509,
+    expiry: datetime | None = None,
+    signing_agent: str = DEFAULT_SIGNING_AGENT,
+    check_chain: bool = True,
+    timestamper: Timestamper | None = None,
+) -> bytes:
+    """Sign ``descriptor`` and return the JWS envelope bytes notation verifies.
+
+    The signing time is ``now`` truncated to the second (notation does the same). The
+    signature algorithm is the one notation derives from the leaf key (P-256 -> ES256,
+    RSA-3072 -> PS384, ...).
+
+    Args:
+        signer: the key of ``chain[0]``.
+        chain: leaf first, then intermediates, then the self-signed root. Each element is
+            an :class:`x509.Certificate` or its DER ``bytes``; DER saves re-encoding (it
+            goes into ``x5c`` as given). Of DER elements only the leaf's
+            subjectPublicKeyInfo is read, unless ``check_chain`` parses them all.
+        descriptor: the signed artifact (mediaType, digest, size, optional annotations).
+        now: timezone-aware signing time.
+        scheme: ``SigningScheme.X509`` or ``SigningScheme.SIGNING_AUTHORITY``.
+        expiry: optional ``io.cncf.notary.expiry``; must be after the signing time.
+        signing_agent: ``io.cncf.notary.signingAgent``.
+        check_chain: run :func:`holdca.pki.check_notation_profile` on ``chain`` (the check
+            notation runs before it signs; about a third of a cosign's CPU). Pass False only
+            for a chain the caller has just issued under a profile it has already checked,
+            as :class:`holdca.hold.HoldCA` does after linting its first chain per CA.
+        timestamper: with ``SigningScheme.X509``, an RFC 3161 TSA whose token over the raw
+            signature bytes (hashed with the signing algorithm's hash) goes into the
+            unprotected header ``io.cncf.notary.timestampSignature`` (std base64). Ignored
+            for ``SIGNING_AUTHORITY``: notation never timestamps or checks that scheme.
+
+    Checks, in this order: a non-empty chain, an aware ``now``, the leaf key has a
+    Notation algorithm and is the signer's key, the signer uses that algorithm, an aware
+    ``expiry`` after the signing time, no reserved annotation keys, then (with
+    ``check_chain``) the chain profile.
+
+    Raises:
+        ValueError: empty chain, naive time, signer not matching the leaf, expiry not
+            after the signing time, annotation keys in the reserved ``io.cncf.notary``
+            namespace, or a DER element that cryptography cannot parse when it has to.
+        TypeError: a chain element is neither a certificate nor bytes.
+        ProfileError: the chain is one notation refuses to sign with (shape, profile, or a
+            certificate not valid at the signing time; see holdca.pki.check_notation_profile).
+        UnsupportedAlgorithmError: the leaf key has no Notation algorithm.
+        SignerError: the signer failed.
+        TimestampError: the timestamper failed or returned a token that does not check out.
+    """
+    global _last_header  # noqa: PLW0603 (see its comment)
+    if not chain:
+        raise ValueError("the certificate chain is empty")
+    if now.tzinfo is not UTC:
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("now must be timezone-aware")
+        now = now.astimezone(UTC)
+    last = _last_header
+    signing_time = last[0] if last[0] <= now < last[1] else now.replace(microsecond=0)
+
+    algorithm, raw_size, leaf_der, expiry = prepare_signing(
+        signer, chain, descriptor, signing_time=signing_time, expiry=expiry, check_chain=check_chain
+    )
 
     if last[0] is signing_time and last[2] is algorithm and last[3] is scheme and last[4] == expiry:
         protected = last[5]
@@ -655,6 +691,10 @@ def sign_envelope(
     x5c = [b64std_encode(leaf_der)]
     for cert in chain[1:]:
         x5c.append(_issuer_b64(cert if isinstance(cert, bytes) else _issuer_der(cert)))
+    stamp = ""
+    if timestamper is not None and scheme is SigningScheme.X509:
+        token = timestamper.timestamp(raw_signature, hash_algorithm=algorithm.hash.name)
+        stamp = f'"{_HEADER_TIMESTAMP}":"{b64std_encode(token)}",'
     agent = (
         _DEFAULT_AGENT_JSON
         if signing_agent is DEFAULT_SIGNING_AGENT
@@ -664,7 +704,8 @@ def sign_envelope(
     # (written as json.dumps(..., separators=(",", ":"), ensure_ascii=False) would).
     return (
         f'{{"payload":"{payload}","protected":"{protected}",'
-        f'"header":{{"x5c":["{_X5C_SEPARATOR.join(x5c)}"],"{_HEADER_SIGNING_AGENT}":{agent}}},'
+        f'"header":{{{stamp}"x5c":["{_X5C_SEPARATOR.join(x5c)}"],'
+        f'"{_HEADER_SIGNING_AGENT}":{agent}}},'
         f'"signature":"{b64url_encode(raw_signature)}"}}'
     ).encode()
 

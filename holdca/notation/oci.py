@@ -31,7 +31,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -116,8 +116,17 @@ def signature_manifest(
     form: ManifestForm = ManifestForm.LEGACY,
     created: datetime | None = None,
     chain: Sequence[CertificateOrDER] | None = None,
+    media_type: str = MEDIA_TYPE_JWS,
+    annotations: Mapping[str, str] | None = None,
 ) -> bytes:
     """The OCI image manifest carrying ``envelope`` as a signature of ``subject``.
+
+    ``annotations`` are extra manifest annotations (unsigned: e.g. the transparency-log
+    index, ``io.atcr.log.index``), written after the two standard ones; notation ignores
+    annotations it does not know.
+
+    ``media_type`` is the envelope's: ``application/jose+json`` (JWS) or
+    ``application/cose`` (:mod:`holdca.notation.cose`).
 
     The thumbprint annotation lists lowercase SHA-256 hex of each ``x5c`` certificate,
     leaf first; ``org.opencontainers.image.created`` is ``created`` or the envelope's
@@ -131,7 +140,9 @@ def signature_manifest(
 
     Raises:
         JWSFormatError: ``envelope`` is not a Notation JWS envelope (when parsed).
-        ValueError: ``chain`` given without ``created``, or ``created`` is naive.
+        MalformedInputError: a COSE ``envelope`` that is not one notation reads.
+        ValueError: ``chain`` given without ``created``, ``created`` is naive, an
+            unknown ``media_type``, or an extra annotation that redefines a standard one.
         TypeError: a ``chain`` element is neither a certificate nor bytes.
     """
     if chain is not None:
@@ -139,10 +150,18 @@ def signature_manifest(
             raise ValueError("signature_manifest(chain=...) needs created= (the signing time)")
         thumbprints = chain_thumbprints(chain)
         when = created
-    else:
+    elif media_type == MEDIA_TYPE_JWS:
         parsed = parse_envelope(envelope)
         thumbprints = parsed.thumbprints
         when = created or parsed.signing_time
+    elif media_type == "application/cose":
+        from holdca.notation.cose import parse_cose_envelope  # noqa: PLC0415 - cbor2 extra
+
+        cose = parse_cose_envelope(envelope)
+        thumbprints = chain_thumbprints(cose.chain)
+        when = created or cose.signing_time
+    else:
+        raise ValueError(f"unknown envelope media type {media_type!r}")
     head = _MANIFEST_HEADS[
         ManifestForm.ARTIFACT_TYPE if form is ManifestForm.ARTIFACT_TYPE else ManifestForm.LEGACY
     ]
@@ -151,13 +170,18 @@ def signature_manifest(
     # (hence the escaped quotes); subject's mediaType and digest are grammar-checked by
     # Descriptor and contain no character JSON escapes.
     listed = ",".join([f'\\"{t}\\"' for t in thumbprints])
+    extra = ""
+    for key, value in (annotations or {}).items():
+        if key in {THUMBPRINT_ANNOTATION, CREATED_ANNOTATION}:
+            raise ValueError(f"annotation {key!r} is set by signature_manifest itself")
+        extra += f",{json.dumps(key)}:{json.dumps(value)}"
     return (
-        f'{head}"layers":[{{"mediaType":"{MEDIA_TYPE_JWS}",'
+        f'{head}"layers":[{{"mediaType":"{media_type}",'
         f'"digest":"sha256:{hashlib.sha256(envelope).hexdigest()}","size":{len(envelope)}}}],'
         f'"subject":{{"mediaType":"{subject.media_type}","digest":"{subject.digest}",'
         f'"size":{int(subject.size)}}},'
         f'"annotations":{{"{THUMBPRINT_ANNOTATION}":"[{listed}]",'
-        f'"{CREATED_ANNOTATION}":"{format_time(when)}"}}}}'
+        f'"{CREATED_ANNOTATION}":"{format_time(when)}"{extra}}}}}'
     ).encode()
 
 
@@ -375,8 +399,13 @@ class OCILayout:
         *,
         form: ManifestForm = ManifestForm.LEGACY,
         referrers_tag_index: bool = True,
+        media_type: str = MEDIA_TYPE_JWS,
+        annotations: Mapping[str, str] | None = None,
     ) -> Descriptor:
         """Attach ``envelope`` as a signature of ``subject`` (a tag, digest or descriptor).
+
+        ``media_type``: the envelope's (``application/jose+json`` or ``application/cose``).
+        ``annotations``: extra signature-manifest annotations (see :func:`signature_manifest`).
 
         Stores the config, envelope and signature manifest blobs, lists the manifest in
         index.json and, with ``referrers_tag_index``, adds it to the ``sha256-<hex>``
@@ -391,7 +420,9 @@ class OCILayout:
         """
         target = subject if isinstance(subject, Descriptor) else self.resolve(subject)
         target = Descriptor(target.media_type, target.digest, target.size)
-        manifest = signature_manifest(envelope, target, form=form)
+        manifest = signature_manifest(
+            envelope, target, form=form, media_type=media_type, annotations=annotations
+        )
         self.put_blob(EMPTY_JSON)
         self.put_blob(envelope)
         descriptor = self.add_manifest(manifest)

@@ -661,6 +661,8 @@ def hold_trust_policy(
     level: str = "strict",
     revocation: str | None = None,
     extra_stores: Iterable[str] = (),
+    tsa_store: str | None = None,
+    verify_timestamp: str | None = None,
 ) -> TrustPolicy:
     """A one-statement policy trusting the hold's roots in trust store ``store``.
 
@@ -676,18 +678,29 @@ def hold_trust_policy(
         revocation: optional override for the revocation check (``enforce``, ``log``,
             ``skip``).
         extra_stores: further ``type:name`` entries (e.g. ``"tsa:hold-tsa"``).
+        tsa_store: name of a ``tsa`` trust store (the TSA roots, e.g. holdca's
+            ``tsa-root.crt``) added as ``"tsa:<name>"``: notation then checks RFC 3161
+            timestamps, and a signature whose leaf has expired still verifies if its
+            timestamp lies within the leaf's validity.
+        verify_timestamp: ``"always"`` (notation's default: check the timestamp whenever
+            there is a ``tsa:`` store) or ``"afterCertExpiry"`` (only once a certificate of
+            the chain has expired).
 
     Raises:
-        TrustPolicyError: the result would be rejected by notation.
+        TrustPolicyError: the result would be rejected by notation (including an unknown
+            ``verify_timestamp`` or an invalid ``tsa_store`` name).
     """
     kind = "ca" if scheme is SigningScheme.X509 else "signingAuthority"
     override = {"revocation": revocation} if revocation else None
     identity_list = tuple(identities) if identities is not None else (WILDCARD,)
+    tsa = (f"tsa:{tsa_store}",) if tsa_store is not None else ()
     statement = TrustPolicyStatement(
         name=name,
         registry_scopes=tuple(registry_scopes),
-        signature_verification=SignatureVerification(level=level, override=override),
-        trust_stores=() if level == "skip" else (f"{kind}:{store}", *extra_stores),
+        signature_verification=SignatureVerification(
+            level=level, override=override, verify_timestamp=verify_timestamp
+        ),
+        trust_stores=() if level == "skip" else (f"{kind}:{store}", *extra_stores, *tsa),
         trusted_identities=() if level == "skip" else identity_list,
     )
     policy = TrustPolicy((statement,))

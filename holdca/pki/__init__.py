@@ -11,7 +11,8 @@ issuance and templates share: validity windows, issuer, key, URL and serial chec
 :mod:`~holdca.pki.issue` (root, intermediate, leaf, OCSP responder, cross-certificates),
 :mod:`~holdca.pki.template` (:class:`LeafTemplate`, the fast path for many leaves under one
 CA), :mod:`~holdca.pki.lint` (:func:`check_notation_profile`), :mod:`~holdca.pki.crl` and
-:mod:`~holdca.pki.ocsp`.
+:mod:`~holdca.pki.ocsp`, :mod:`~holdca.pki.tsa` (the built-in time-stamping authority's
+root and certificate).
 See docs/pki.md.
 """
 
@@ -50,6 +51,13 @@ from holdca.pki.ocsp import (
     respond_ocsp_get,
 )
 from holdca.pki.template import LeafTemplate
+from holdca.pki.tsa import (
+    TSA_KEY_LABEL,
+    TSA_ROOT_KEY_LABEL,
+    check_tsa_certificate,
+    issue_tsa_certificate,
+    issue_tsa_root,
+)
 
 __all__ = [
     "MAX_CRL_BYTES",
@@ -62,9 +70,12 @@ __all__ = [
     "ProfileRuleError",
     "RevokedEntry",
     "SubjectInfo",
+    "TSA_KEY_LABEL",
+    "TSA_ROOT_KEY_LABEL",
     "build_crl",
     "check_http_url",
     "check_notation_profile",
+    "check_tsa_certificate",
     "cross_sign",
     "decode_ocsp_get",
     "issuer_hashes",
@@ -73,6 +84,8 @@ __all__ = [
     "issue_leaf",
     "issue_ocsp_responder",
     "issue_root",
+    "issue_tsa_certificate",
+    "issue_tsa_root",
     "ocsp_error_response",
     "parse_ocsp_get",
     "parse_ocsp_request",

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from holdca.errors import CRLError, ProfileError
 from holdca.keys import Signer, as_private_key
 from holdca.pki.issue import check_issuer_key, signing_params
+from holdca.pki.rules import check_http_url
 
 __all__ = [
     "CRL_ENTRY_MIN_BYTES",
@@ -194,6 +195,26 @@ def _revoked(entry: RevokedEntry) -> x509.RevokedCertificate:
     return x509.RevokedCertificateBuilder(serial, revoked_at, extensions).build()
 
 
+def _issuing_distribution_point(url: object) -> x509.Extension[x509.ExtensionType]:
+    """The critical IDP of a partition CRL: fullName ``url``, onlyContainsUserCerts."""
+    if not isinstance(url, str):
+        raise CRLError(f"distribution_point must be a str, not {type(url).__name__}")
+    try:
+        check_http_url(url, "crl-url")
+    except ProfileError as exc:
+        raise CRLError(f"distribution_point: {exc}") from None
+    idp = x509.IssuingDistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(url)],
+        relative_name=None,
+        only_contains_user_certs=True,
+        only_contains_ca_certs=False,
+        only_some_reasons=None,
+        indirect_crl=False,
+        only_contains_attribute_certs=False,
+    )
+    return x509.Extension(idp.oid, True, idp)
+
+
 def build_crl(
     issuer: Signer,
     issuer_cert: x509.Certificate,
@@ -202,12 +223,20 @@ def build_crl(
     crl_number: int,
     this_update: datetime,
     next_update: datetime,
+    distribution_point: str | None = None,
 ) -> x509.CertificateRevocationList:
     """Build and sign a v2 CRL for the certificates ``issuer_cert`` issued.
 
     The CRL carries CRLNumber and AuthorityKeyIdentifier, thisUpdate and nextUpdate, and one
     entry per :class:`RevokedEntry` with reasonCode and invalidityDate entry extensions
     when given. It is signed by the CA key itself (notation does not accept indirect CRLs).
+
+    A *partition* CRL (``distribution_point`` given: the URL the leaves it covers name in
+    their CRL distribution point) also carries a critical issuingDistributionPoint with
+    that URL as its fullName and onlyContainsUserCerts (RFC 5280 5.2.5): openssl's
+    ``-crl_check`` then refuses it for a certificate that names another URL ("Different
+    CRL scope"). notation v1.3 accepts the extension but does not compare it
+    (docs/pki.md).
 
     Args:
         issuer: the CA's signer.
@@ -216,6 +245,8 @@ def build_crl(
         crl_number: the caller's monotonically increasing CRL number (0 .. 2**159 - 1).
         this_update: issue time of the CRL (timezone-aware).
         next_update: when the next CRL will be issued; must be after ``this_update``.
+        distribution_point: for a partition CRL, its URL (``http://``); None for a CRL
+            of every certificate of the CA.
 
     Raises:
         CRLError: bad CRL number, ``next_update <= this_update``, naive times, a bad or
@@ -233,6 +264,16 @@ def build_crl(
     if next_update.replace(microsecond=0) <= this_update.replace(microsecond=0):
         raise CRLError("next_update must be after this_update (notation needs a future nextUpdate)")
     ski = _issuer_checks(issuer, issuer_cert)
+    extensions: list[x509.Extension[x509.ExtensionType]] = [
+        x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(crl_number)),
+        x509.Extension(
+            x509.AuthorityKeyIdentifier.oid,
+            False,
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+        ),
+    ]
+    if distribution_point is not None:
+        extensions.append(_issuing_distribution_point(distribution_point))
     entry_list = list(entries)
     if len(entry_list) * CRL_ENTRY_MIN_BYTES > MAX_CRL_BYTES:
         raise CRLError(
@@ -245,14 +286,7 @@ def build_crl(
         issuer_name=issuer_cert.subject,
         last_update=this_update,
         next_update=next_update,
-        extensions=[
-            x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(crl_number)),
-            x509.Extension(
-                x509.AuthorityKeyIdentifier.oid,
-                False,
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-            ),
-        ],
+        extensions=extensions,
         revoked_certificates=revoked,
     )
     crl = builder.sign(as_private_key(issuer), **signing_params(issuer))

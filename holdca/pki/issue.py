@@ -59,6 +59,7 @@ from holdca.pki.rules import (
     authority_key_identifier,
     aware,
     ca_key_usage,
+    certificate_builder,
     check_http_url,
     check_issuer,
     check_issuer_key,
@@ -128,25 +129,6 @@ def root_common_name(hold_did: str) -> str:
     return f"ATCR Hold CA - {hold_did}"
 
 
-def _builder(
-    subject: x509.Name,
-    issuer: x509.Name,
-    public_key: PublicKey,
-    serial: int,
-    window: tuple[datetime, datetime],
-) -> x509.CertificateBuilder:
-    """A CertificateBuilder with the fields every profile sets (window: notBefore, notAfter)."""
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(window[0])
-        .not_valid_after(window[1])
-    )
-
-
 def issue_root(
     signer: Signer,
     *,
@@ -183,7 +165,7 @@ def issue_root(
     window = validity_window(None, now, validity, backdate)
     public_key = signer.public_key
     builder = (
-        _builder(name, name, public_key, random_serial(127), window)
+        certificate_builder(name, name, public_key, random_serial(127), window)
         .add_extension(
             x509.BasicConstraints(ca=True, path_length=_path_length(path_length)), critical=True
         )
@@ -239,7 +221,7 @@ def issue_intermediate(
     name = ca_name(subject, common_name or f"ATCR Hold Issuing CA - {hold_did}")
     window = validity_window(issuer_cert, now, validity, backdate)
     builder = (
-        _builder(name, issuer_cert.subject, public_key, random_serial(127), window)
+        certificate_builder(name, issuer_cert.subject, public_key, random_serial(127), window)
         .add_extension(
             x509.BasicConstraints(ca=True, path_length=_path_length(path_length)), critical=True
         )
@@ -333,7 +315,7 @@ def issue_ocsp_responder(
     name = responder_name(subject, common_name)
     window = validity_window(issuer_cert, now, validity, backdate)
     builder = (
-        _builder(name, issuer_cert.subject, public_key, random_serial(), window)
+        certificate_builder(name, issuer_cert.subject, public_key, random_serial(), window)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(signature_only_key_usage(), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
@@ -421,7 +403,7 @@ def cross_sign(
     except x509.ExtensionNotFound:
         ski = subject_key_identifier(public_key)
     builder = (
-        _builder(
+        certificate_builder(
             subject_cert.subject,
             issuer_cert.subject,
             public_key,

@@ -46,10 +46,12 @@ __all__ = [
     "authority_key_identifier",
     "aware",
     "ca_key_usage",
+    "certificate_builder",
     "check_http_url",
     "check_issuer",
     "check_issuer_key",
     "check_public_key",
+    "key_usage",
     "positive",
     "random_serial",
     "revocation_extensions",
@@ -341,31 +343,45 @@ def authority_key_identifier(issuer_cert: x509.Certificate) -> x509.AuthorityKey
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
-def ca_key_usage() -> x509.KeyUsage:
-    """A CA's keyUsage: keyCertSign, cRLSign and digitalSignature (it signs OCSP itself)."""
+def certificate_builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: PublicKey,
+    serial: int,
+    window: tuple[datetime, datetime],
+) -> x509.CertificateBuilder:
+    """A CertificateBuilder with the fields every profile sets (window: notBefore, notAfter)."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(window[0])
+        .not_valid_after(window[1])
+    )
+
+
+def key_usage(*, digital_signature: bool, certificate_sign: bool) -> x509.KeyUsage:
+    """A keyUsage with only digitalSignature and/or keyCertSign + cRLSign set."""
     return x509.KeyUsage(
-        digital_signature=True,
+        digital_signature=digital_signature,
         content_commitment=False,
         key_encipherment=False,
         data_encipherment=False,
         key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
+        key_cert_sign=certificate_sign,
+        crl_sign=certificate_sign,
         encipher_only=False,
         decipher_only=False,
     )
+
+
+def ca_key_usage() -> x509.KeyUsage:
+    """A CA's keyUsage: keyCertSign, cRLSign and digitalSignature (it signs OCSP itself)."""
+    return key_usage(digital_signature=True, certificate_sign=True)
 
 
 def signature_only_key_usage() -> x509.KeyUsage:
     """A leaf's or OCSP responder's keyUsage: digitalSignature only."""
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    return key_usage(digital_signature=True, certificate_sign=False)

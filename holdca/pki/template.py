@@ -278,6 +278,18 @@ def _validity(
     return _seq(_time(not_before) + _time(not_after))
 
 
+def _revocation_tail(crl_url: str | None, ocsp_url: str | None) -> bytes:
+    """CDP, then AIA OCSP (the order issue_leaf's builder used), encoded; checks the URLs.
+
+    Raises:
+        ProfileError: a URL is not an absolute ``http://`` URL.
+    """
+    return b"".join(
+        _extension(extension.oid, critical=False, value=extension.public_bytes())
+        for extension in revocation_extensions(crl_url, ocsp_url)
+    )
+
+
 _DER = serialization.Encoding.DER
 _SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 
@@ -311,7 +323,9 @@ class LeafTemplate:
         "_algorithm_identifier",
         "_backdate",
         "_bounds",
+        "_crl_url",
         "_issuer_cert",
+        "_ocsp_url",
         "_signature_and_issuer",
         "_signer",
         "_subject_prefix",
@@ -330,7 +344,7 @@ class LeafTemplate:
         backdate: timedelta = DEFAULT_BACKDATE,
     ) -> None:
         check_subject_info(subject)
-        revocation = revocation_extensions(crl_url, ocsp_url)  # checks the URLs
+        tail = _revocation_tail(crl_url, ocsp_url)  # checks the URLs
         check_issuer(issuer, issuer_cert)
         self._backdate = positive(backdate, "backdate", allow_zero=True)
         algorithm = issuer.algorithm
@@ -376,16 +390,37 @@ class LeafTemplate:
             critical=False,
             value=authority_key_identifier(issuer_cert).public_bytes(),
         )
-        # CDP, then AIA OCSP: the order issue_leaf's builder used.
-        self._tail = b"".join(
-            _extension(extension.oid, critical=False, value=extension.public_bytes())
-            for extension in revocation
-        )
+        self._tail = tail
+        self._crl_url = crl_url
+        self._ocsp_url = ocsp_url
 
     @property
     def issuer_certificate(self) -> x509.Certificate:
         """The CA certificate the leaves are issued under."""
         return self._issuer_cert
+
+    @property
+    def crl_url(self) -> str | None:
+        """The CRL distribution point its leaves name (None: no CDP)."""
+        return self._crl_url
+
+    def with_crl_url(self, crl_url: str | None) -> LeafTemplate:
+        """This template with ``crl_url`` as its leaves' CRL distribution point.
+
+        Costs only the encoding of the revocation extensions (the issuer checks and the
+        other constant parts are shared), so a hold can keep one template per CRL
+        partition and make the next one when the period changes.
+
+        Raises:
+            ProfileError: ``crl_url`` is not an absolute ``http://`` URL.
+        """
+        tail = _revocation_tail(crl_url, self._ocsp_url)
+        copy = object.__new__(LeafTemplate)
+        for name in LeafTemplate.__slots__:
+            object.__setattr__(copy, name, getattr(self, name))
+        copy._tail = tail
+        copy._crl_url = crl_url
+        return copy
 
     def issue_der(
         self,

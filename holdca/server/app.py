@@ -13,8 +13,14 @@ Routes:
 ``GET /ca.crl``                             the active CA's CRL (DER, built once per change);
                                             ``?ca=<16 hex>``: the CRL of that CA (what
                                             certificates name: every CA has its own)
-``GET /crl/<16 hex>.crl``                   the same, for ``HOLD_CRL_URL`` with ``{ca}``
+                                            ``&p=<period>``: that CA's partition CRL
+                                            (``2025-01-06``, ``2025-W02``: what leaves
+                                            name; ``all`` or none: the full CRL)
+``GET /crl/<16 hex>[-<period>].crl``        the same, for ``HOLD_CRL_URL`` with ``{ca}``
 ``POST /ocsp``, ``GET /ocsp/<base64>``      OCSP (RFC 6960 appendix A; cached answers)
+``POST /tsa``                               the hold's RFC 3161 TSA (``HOLD_TSA=local``)
+``GET /log/checkpoint``, ``/log/tile/...``  the transparency log, read-only (``HOLD_LOG_DIR``;
+                                            :mod:`holdca.server.logfiles`)
 ==========================================  ================================================
 
 Request body of the two XRPC procedures::
@@ -25,7 +31,9 @@ Request body of the two XRPC procedures::
      "proof": "<optional base64 getRecord CAR: a hint, checked for freshness>"}
 
 The seed's ``manifestDigest`` is accepted in place of ``manifest.digest``. A
-``didDocument`` in the body is ignored: the hold resolves the DID itself.
+``didDocument`` in the body is ignored: the hold resolves the DID itself. An optional
+``"signatureFormat": "jws" | "cose"`` (or the media type) picks the envelope format; the
+answer's ``signatureFormat`` is the envelope's media type.
 
 ``revokeCertificates`` takes ``{"reason": "keyCompromise" | "superseded" |
 "cessationOfOperation" | "unspecified", "serials": ["<hex>", ...]}`` or ``"since":
@@ -61,6 +69,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.hazmat.primitives import serialization
@@ -86,8 +95,10 @@ from holdca.errors import (
     VerificationError,
 )
 from holdca.hold.auth import ServiceAuth
+from holdca.hold.crlparts import period_from_url
 from holdca.hold.service import CosignRequest, HoldCA
 from holdca.notation import Descriptor
+from holdca.notation.formats import SignatureFormat
 from holdca.pki import decode_ocsp_get
 from holdca.server.limits import (
     DEFAULT_BODY_TIMEOUT,
@@ -96,6 +107,7 @@ from holdca.server.limits import (
     parse_json,
     read_body,
 )
+from holdca.server.logfiles import log_routes
 
 __all__ = [
     "ALLOW_NSID",
@@ -185,12 +197,21 @@ def _parse_cosign(body: bytes, caller: str | None) -> CosignRequest:
         )
     except MalformedInputError as exc:
         raise XRPCError(400, "InvalidRequest", f"manifest: {exc}") from None
+    envelope_format = None
+    if obj.get("signatureFormat") is not None:
+        try:
+            envelope_format = SignatureFormat.parse(
+                _field(obj, "signatureFormat", str), "signatureFormat"
+            )
+        except MalformedInputError as exc:
+            raise XRPCError(400, "InvalidRequest", str(exc)) from None
     return CosignRequest(
         did=_field(obj, "userDid", str),
         descriptor=descriptor,
         record_uri=_field(obj, "recordUri", str),
         proof_hint=hint,
         caller=caller,
+        signature_format=envelope_format,
     )
 
 
@@ -239,6 +260,7 @@ def create_app(
     ocsp_budget: ClientBudget | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     metrics: HoldMetrics | None = None,
+    log_dir: Path | str | None = None,
 ) -> Starlette:
     """Build the Starlette app serving ``ca``.
 
@@ -259,6 +281,8 @@ def create_app(
         clock: the time source (tests pass a fixed clock).
         metrics: count each OCSP and CRL request's outcome into these and serve them at
             ``GET /metrics`` (:func:`holdca.server.metrics.instrument` feeds the rest).
+        log_dir: serve this transparency log directory read-only under ``/log/``
+            (default: the directory of ``ca.transparency``, if the hold has a log).
 
     Raises:
         ConfigError: service auth is wanted but ``ca`` has no resolver; or both
@@ -355,13 +379,20 @@ def create_app(
 
     async def ca_crl(request: Request) -> Response:
         key = request.path_params.get("key") or request.query_params.get("ca")
+        period = request.query_params.get("p")
+        if key is not None and "-" in key:  # /crl/<16 hex>-<period>.crl
+            key, _, period = key.partition("-")
         now = clock()
-        crl_der: Callable[[datetime], bytes] = ca.crl_der
+        try:
+            period_from_url(period)  # a bad one is the client's fault (400), not logged
+        except MalformedInputError as exc:
+            return error_for(exc).response()
+        crl_der: Callable[[datetime], bytes] = functools.partial(ca.crl_der, period=period)
         if key is not None:
             named = ca.state(now).by_key(key)
             if named is None:
                 return XRPCError(404, "NotFound", "no CA of this hold has that id").response()
-            crl_der = functools.partial(ca.crl_der, ca_id=named.ca_id)
+            crl_der = functools.partial(ca.crl_der, ca_id=named.ca_id, period=period)
         try:
             if metrics is None:
                 der = await run_in_threadpool(crl_der, now)
@@ -399,6 +430,31 @@ def create_app(
         except OCSPRequestError:
             body = b""  # answered malformedRequest
         return await answer_ocsp(request, body)
+
+    async def tsa_post(request: Request) -> Response:
+        """RFC 3161 over HTTP: a DER TimeStampReq in, a TimeStampResp out (404 without a
+        built-in TSA; a malformed request gets HTTP 400 and a rejection; the signing
+        budget is the OCSP responder's)."""
+        from holdca.errors import TimestampError  # noqa: PLC0415
+        from holdca.notation.timestamp import MAX_REQUEST_SIZE, MEDIA_TYPE_REPLY  # noqa: PLC0415
+        from holdca.notation.timestamp_tsa import LocalTSA, rejection_response  # noqa: PLC0415
+
+        tsa = getattr(ca, "timestamper", None)
+        if not isinstance(tsa, LocalTSA):
+            return XRPCError(404, "NotFound", "this hold runs no TSA").response()
+        try:
+            body = await read_body(request, MAX_REQUEST_SIZE, body_timeout)
+        except XRPCError as exc:
+            return exc.response()
+        if not may_sign(request)():
+            reply = rejection_response("busy, retry later", fail_info="system_failure")
+            return Response(reply, status_code=429, media_type=MEDIA_TYPE_REPLY)
+        try:
+            reply = await run_in_threadpool(tsa.respond, body, now=clock())
+        except TimestampError as exc:
+            reply = rejection_response(str(exc), fail_info="bad_request")
+            return Response(reply, status_code=400, media_type=MEDIA_TYPE_REPLY)
+        return Response(reply, media_type=MEDIA_TYPE_REPLY)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -445,9 +501,14 @@ def create_app(
         Route("/crl/{key}.crl", ca_crl, methods=["GET"]),
         Route("/ocsp", ocsp_post, methods=["POST"]),
         Route("/ocsp/{encoded:path}", ocsp_get, methods=["GET"]),
+        Route("/tsa", tsa_post, methods=["POST"]),
     ]
     if metrics is not None:
         routes.append(metrics.route())
+    if log_dir is None and ca.transparency is not None:
+        log_dir = ca.transparency.root
+    if log_dir is not None:
+        routes.extend(log_routes(log_dir))
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: internal_error},

@@ -12,7 +12,7 @@ Both delegate every call unchanged (results and exceptions) and feed a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from holdca.atproto.identity import Identity, LatestCommit, Resolver
@@ -126,6 +126,15 @@ class TimedLedger:
     def by_did(self, did: str, *, since: datetime | None = None) -> list[IssuanceRecord]:
         """Delegated."""
         return self.inner.by_did(did, since=since)
+
+    def take_rate_slot(
+        self, did: str, *, now: datetime, window: timedelta, limit: int
+    ) -> datetime | None:
+        """Timed."""
+        return self._commit(
+            "take_rate_slot",
+            lambda: self.inner.take_rate_slot(did, now=now, window=window, limit=limit),
+        )
 
     def count_since(self, did: str, since: datetime) -> int:
         """Delegated."""
@@ -260,6 +269,18 @@ class TimedLedger:
     def issuances(self, *, since: datetime | None = None) -> list[IssuanceRecord]:
         """Delegated."""
         return self.inner.issuances(since=since)
+
+    def log_size(self) -> int:
+        """Delegated."""
+        return self.inner.log_size()
+
+    def log_entries(self, start: int, end: int) -> list[bytes]:
+        """Delegated."""
+        return self.inner.log_entries(start, end)
+
+    def log_index(self, serial: int, *, revocation: bool = False) -> int | None:
+        """Delegated."""
+        return self.inner.log_index(serial, revocation=revocation)
 
     def __repr__(self) -> str:
         return f"<TimedLedger {self.inner!r}>"

@@ -7,6 +7,7 @@ import base64
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography import x509
@@ -89,7 +90,9 @@ def test_every_certificate_names_its_own_issuers_crl(tmp_path: Path) -> None:
     w = make_world(tmp_path, crl_url=CRL, ocsp_url=OCSP)
     old_id = w.ca.ca_id
     before = w.ca.cosign(w.request(), now=NOW).certificate
-    assert _cdp(before) == [f"{CRL}?ca={old_id[:16]}"]
+    # a leaf names its CA's CRL partition: the UTC day of its notBefore
+    day = before.not_valid_before_utc.strftime("%Y-%m-%d")
+    assert _cdp(before) == [f"{CRL}?ca={old_id[:16]}&p={day}"]
     result = w.ca.rotate(new_label="hold-root-2", now=NOW + timedelta(hours=1))
     assert result.new_by_old is not None
     assert result.old_by_new is not None
@@ -98,11 +101,12 @@ def test_every_certificate_names_its_own_issuers_crl(tmp_path: Path) -> None:
     assert _cdp(result.new_by_old) == [f"{CRL}?ca={old_id[:16]}"]
     assert _cdp(result.old_by_new) == [f"{CRL}?ca={new_id[:16]}"]
     after = w.ca.cosign(w.request(), now=NOW + timedelta(hours=2)).certificate
-    assert _cdp(after) == [f"{CRL}?ca={new_id[:16]}"]
+    day = after.not_valid_before_utc.strftime("%Y-%m-%d")
+    assert _cdp(after) == [f"{CRL}?ca={new_id[:16]}&p={day}"]
     # each key names a CRL signed by that CA
     state = w.ca.state(NOW + timedelta(hours=2))
     for cert, issuer in ((before, result.old_root), (after, result.new_root)):
-        key = _cdp(cert)[0].rsplit("=", 1)[1]
+        key = parse_qs(urlsplit(_cdp(cert)[0]).query)["ca"][0]
         named = state.by_key(key)
         assert named is not None
         assert named.certificate == issuer

@@ -155,3 +155,18 @@ def test_revocation_urls_must_be_plain_http(variable: str) -> None:
     with pytest.raises(ConfigError, match=f"{variable}: notation fetches .* over http:// only"):
         HoldConfig.from_env(env)
     HoldConfig.from_env({**env, variable: "http://hold.example.com/x"})
+
+
+def test_crl_partition_setting() -> None:
+    assert HoldConfig.from_env(BASE).crl_partition == "day"
+    assert HoldConfig.from_env(env(HOLD_CRL_PARTITION="WEEK")).crl_partition == "week"
+    assert HoldConfig.from_env(env(HOLD_CRL_PARTITION="off")).crl_partition == "off"
+    with pytest.raises(ConfigError, match="HOLD_CRL_PARTITION: must be day, week or off"):
+        HoldConfig.from_env(env(HOLD_CRL_PARTITION="month"))
+
+
+def test_signature_format_setting() -> None:
+    assert HoldConfig.from_env(BASE).signature_format == "jws"
+    assert HoldConfig.from_env(env(HOLD_SIGNATURE_FORMAT="COSE")).signature_format == "cose"
+    with pytest.raises(ConfigError, match="HOLD_SIGNATURE_FORMAT: must be jws or cose"):
+        HoldConfig.from_env(env(HOLD_SIGNATURE_FORMAT="pgp"))

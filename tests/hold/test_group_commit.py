@@ -5,24 +5,17 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from holdca.errors import DuplicateSerialError, LedgerError
-from holdca.hold.ledger import IssuanceLedger, MemoryLedger, SQLiteLedger
+from holdca.hold.ledger import IssuanceLedger, SQLiteLedger
+from tests.hold.ledgers import ledger_fixture
 from tests.hold.test_ledger import record
 
-
-@pytest.fixture(params=["sqlite", "memory"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IssuanceLedger]:
-    led: IssuanceLedger = (
-        SQLiteLedger(tmp_path / "ledger.sqlite3") if request.param == "sqlite" else MemoryLedger()
-    )
-    yield led
-    led.close()
+ledger = ledger_fixture()  # memory, SQLite and PostgreSQL (tests/hold/ledgers.py)
 
 
 def test_batch_commits_every_record(ledger: IssuanceLedger) -> None:

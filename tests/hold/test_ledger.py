@@ -7,7 +7,6 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ from holdca.hold.ledger import (
     MemoryLedger,
     SQLiteLedger,
 )
+from tests.hold.ledgers import ledger_fixture
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DID = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
@@ -47,14 +47,7 @@ def record(
     )
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IssuanceLedger]:
-    if request.param == "sqlite":
-        led: IssuanceLedger = SQLiteLedger(tmp_path / "ledger.sqlite3")
-    else:
-        led = MemoryLedger()
-    yield led
-    led.close()
+ledger = ledger_fixture()  # memory, SQLite and PostgreSQL (tests/hold/ledgers.py)
 
 
 def test_both_implement_the_protocol(tmp_path: Path) -> None:
@@ -376,7 +369,7 @@ def test_a_version_1_ledger_is_migrated(tmp_path: Path) -> None:
         led.revoke(0xD0, revoked_at=T0)
     led.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     conn.execute("PRAGMA foreign_keys = ON")
     with pytest.raises(sqlite3.IntegrityError):  # the revocation FK still names issuance
         conn.execute("INSERT INTO revocation VALUES ('ee', 1, NULL, NULL)")

@@ -5,13 +5,10 @@ The oracle is the list of records written; ``by_did`` of each DID must partition
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
-
-from holdca.hold.ledger import IssuanceLedger, IssuanceRecord, MemoryLedger, SQLiteLedger
+from holdca.hold.ledger import IssuanceLedger, IssuanceRecord
+from tests.hold.ledgers import ledger_fixture
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DIDS = ("did:plc:ewvi7nxzyoun6zhxrhs64oiz", "did:web:example.com")
@@ -33,13 +30,7 @@ def record(serial: int, *, did: str, at: datetime) -> IssuanceRecord:
     )
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IssuanceLedger]:
-    led: IssuanceLedger = (
-        SQLiteLedger(tmp_path / "ledger.sqlite3") if request.param == "sqlite" else MemoryLedger()
-    )
-    yield led
-    led.close()
+ledger = ledger_fixture()  # memory, SQLite and PostgreSQL (tests/hold/ledgers.py)
 
 
 def test_issuances_since_a_time_oldest_first(ledger: IssuanceLedger) -> None:

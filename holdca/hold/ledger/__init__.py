@@ -10,6 +10,9 @@ ledger is written *before* a cosign returns; a failure raises
 * :mod:`~holdca.hold.ledger.base`: the :class:`IssuanceLedger` Protocol and its shared rules;
 * :class:`SQLiteLedger` (:mod:`~holdca.hold.ledger.sqlite`, its schema and migrations in
   :mod:`~holdca.hold.ledger.sqlite_schema`): the embedded default;
+* :class:`PostgresLedger` (:mod:`~holdca.hold.ledger.postgres`, its schema and migrations
+  in :mod:`~holdca.hold.ledger.postgres_schema`): one database shared by many replicas
+  (the ``postgres`` extra: psycopg 3 and psycopg-pool, imported when one is opened);
 * :class:`MemoryLedger` (:mod:`~holdca.hold.ledger.memory`): for tests and demos.
 
 Example::
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 from holdca.hold.ledger.base import IssuanceLedger
 from holdca.hold.ledger.memory import MemoryLedger
+from holdca.hold.ledger.postgres import PG_SCHEMA_VERSION, PostgresLedger
 from holdca.hold.ledger.records import (
     KINDS,
     REASONS,
@@ -48,6 +52,8 @@ __all__ = [
     "IssuanceLedger",
     "IssuanceRecord",
     "MemoryLedger",
+    "PG_SCHEMA_VERSION",
+    "PostgresLedger",
     "Recovery",
     "RecoveryItem",
     "Revocation",

@@ -13,7 +13,7 @@ already used (their ``jti``), so that a token replayed to a second process is re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from holdca.errors import DuplicateSerialError, LedgerError
@@ -72,6 +72,20 @@ class IssuanceLedger(Protocol):
 
     def by_did(self, did: str, *, since: datetime | None = None) -> list[IssuanceRecord]:
         """Issuances to ``did`` (issued at or after ``since``), oldest first."""
+        ...
+
+    def take_rate_slot(
+        self, did: str, *, now: datetime, window: timedelta, limit: int
+    ) -> datetime | None:
+        """Take one of ``did``'s ``limit`` issuance slots per sliding ``window``, atomically.
+
+        Counts the slots taken in ``(now - window, now]`` by every process sharing the
+        ledger and records one at ``now`` only if fewer than ``limit`` were taken, in one
+        transaction (two replicas cannot both take the last slot).
+
+        Returns:
+            None when the slot was taken; otherwise when the next slot frees up.
+        """
         ...
 
     def count_since(self, did: str, since: datetime) -> int:
@@ -228,6 +242,22 @@ class IssuanceLedger(Protocol):
 
     def issuances(self, *, since: datetime | None = None) -> list[IssuanceRecord]:
         """Every issuance (issued at or after ``since``), oldest first (``holdca certs``)."""
+        ...
+
+    # The transparency log: record_issuance(s) and a first revoke give their entry the
+    # next log index in the same transaction (dense, in commit order; see
+    # holdca.hold.ledger.logentries). The hold publishes them with holdca.hold.translog.
+
+    def log_size(self) -> int:
+        """How many log entries were sequenced (the next index)."""
+        ...
+
+    def log_entries(self, start: int, end: int) -> list[bytes]:
+        """The entries with indexes in ``[start, end)``, in order (fewer past the end)."""
+        ...
+
+    def log_index(self, serial: int, *, revocation: bool = False) -> int | None:
+        """The log index of the issuance of ``serial`` (or of its revocation), or None."""
         ...
 
 

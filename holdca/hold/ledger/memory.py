@@ -6,7 +6,7 @@ import heapq
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from holdca.errors import LedgerError
 from holdca.hold.ledger.base import (
@@ -16,6 +16,7 @@ from holdca.hold.ledger.base import (
     check_reason,
     duplicate_serial,
 )
+from holdca.hold.ledger.logentries import issuance_entry, revocation_entry
 from holdca.hold.ledger.records import (
     CARecord,
     DenyEntry,
@@ -51,6 +52,7 @@ class MemoryLedger:
         self._crl: dict[str, tuple[int, datetime]] = {}
         self._cas: dict[str, CARecord] = {}
         self._ca_version = 0
+        self._rate_slots: dict[str, list[datetime]] = {}
         self._stored_crls: dict[str, tuple[bytes, datetime]] = {}
         self._denied: dict[str, DenyEntry] = {}
         self._tokens: dict[str, datetime] = {}
@@ -59,28 +61,54 @@ class MemoryLedger:
         self._hosts: set[tuple[str, str]] = set()
         self._recoveries: dict[int, Recovery] = {}
         self._items: dict[int, dict[int, RecoveryItem]] = {}
+        self._log: list[bytes] = []  # the transparency-log entries, in sequence
+        self._log_index: dict[tuple[str, int], int] = {}
 
     def record_issuance(self, record: IssuanceRecord) -> None:
         """Record ``record``; raises LedgerError on a duplicate serial."""
         check_issuance(record)
+        entry = issuance_entry(record)
         with self._lock:
             if record.serial in self._issued:
                 raise duplicate_serial(record.serial)
             self._issued[record.serial] = record
+            self._sequence("issuance", record.serial, entry)
 
     def record_issuances(self, records: Sequence[IssuanceRecord]) -> list[LedgerError | None]:
         """Record each of ``records``; a duplicate serial is reported in its slot."""
         for record in records:
             check_issuance(record)
+        entries = [issuance_entry(r) for r in records]
         out: list[LedgerError | None] = []
         with self._lock:
-            for record in records:
+            for record, entry in zip(records, entries, strict=True):
                 if record.serial in self._issued:
                     out.append(duplicate_serial(record.serial))
                 else:
                     self._issued[record.serial] = record
+                    self._sequence("issuance", record.serial, entry)
                     out.append(None)
         return out
+
+    def _sequence(self, kind: str, serial: int, entry: bytes) -> None:
+        """Give ``entry`` the next log index (caller holds the lock)."""
+        self._log_index[(kind, serial)] = len(self._log)
+        self._log.append(entry)
+
+    def log_size(self) -> int:
+        """How many log entries were sequenced."""
+        with self._lock:
+            return len(self._log)
+
+    def log_entries(self, start: int, end: int) -> list[bytes]:
+        """The log entries with indexes in ``[start, end)`` (fewer if the log is shorter)."""
+        with self._lock:
+            return self._log[max(start, 0) : max(end, 0)]
+
+    def log_index(self, serial: int, *, revocation: bool = False) -> int | None:
+        """The log index of the issuance (or revocation) of ``serial``."""
+        with self._lock:
+            return self._log_index.get(("revocation" if revocation else "issuance", serial))
 
     def get(self, serial: int) -> IssuanceRecord | None:
         """The issuance with ``serial``."""
@@ -96,6 +124,20 @@ class MemoryLedger:
                 if r.did == did and (since is None or r.issued_at >= since)
             ]
         return sorted(found, key=lambda r: (r.issued_at, r.serial))
+
+    def take_rate_slot(
+        self, did: str, *, now: datetime, window: timedelta, limit: int
+    ) -> datetime | None:
+        """Take a rate slot of ``did`` (see the Protocol)."""
+        with self._lock:
+            start = now - window
+            taken = sorted(t for t in self._rate_slots.get(did, ()) if t > start)
+            if len(taken) >= limit:
+                self._rate_slots[did] = taken
+                return taken[len(taken) - limit] + window
+            taken.append(now)
+            self._rate_slots[did] = taken
+            return None
 
     def count_since(self, did: str, since: datetime) -> int:
         """Number of issuances to ``did`` at or after ``since``."""
@@ -117,9 +159,11 @@ class MemoryLedger:
             existing = self._revoked.get(serial)
             if existing is not None:
                 return existing
+            logged = revocation_entry(serial, self._issued[serial].did, revoked_at, reason)
             entry = Revocation(serial, revoked_at, reason, invalidity_date)
             self._revoked[serial] = entry
             self._revocation_version += 1
+            self._sequence("revocation", serial, logged)
             return entry
 
     def revocation(self, serial: int) -> Revocation | None:

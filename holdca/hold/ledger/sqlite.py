@@ -20,17 +20,18 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from holdca.errors import DuplicateSerialError, LedgerError
+from holdca.errors import LedgerError
 from holdca.hold.ledger.base import (
     check_did_state,
-    check_issuance,
     check_item,
     check_reason,
     duplicate_serial,
 )
+from holdca.hold.ledger.groupcommit import GroupCommit, PendingIssuance
+from holdca.hold.ledger.logentries import revocation_entry
 from holdca.hold.ledger.records import (
     CARecord,
     DenyEntry,
@@ -45,6 +46,7 @@ from holdca.hold.ledger.records import (
 )
 from holdca.hold.ledger.sqlite_schema import (
     INSERT_ISSUANCE,
+    INSERT_LOG_ENTRY,
     ISSUANCE_COLUMNS,
     SCHEMA_VERSION,
     begin,
@@ -52,6 +54,7 @@ from holdca.hold.ledger.sqlite_schema import (
     issuance_row,
     issuance_values,
     migrate,
+    next_log_index,
     pack,
     revocation_row,
     text,
@@ -78,20 +81,7 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-class _Pending:
-    """One issuance waiting for a group commit, and its outcome once ``done``."""
-
-    __slots__ = ("done", "error", "serial", "values")
-
-    def __init__(self, record: IssuanceRecord) -> None:
-        check_issuance(record)
-        self.serial = record.serial
-        self.values = issuance_values(record)
-        self.done = False
-        self.error: LedgerError | None = None
-
-
-class SQLiteLedger:
+class SQLiteLedger(GroupCommit):
     """An :class:`IssuanceLedger` in one SQLite file (WAL, ``synchronous=FULL``).
 
     Concurrency: writes go through one connection guarded by a lock per ledger object
@@ -125,7 +115,7 @@ class SQLiteLedger:
         self._busy_timeout = busy_timeout
         self._lock = threading.Lock()  # the write connection, and with it the transaction
         self._queue_lock = threading.Lock()
-        self._queue: list[_Pending] = []  # issuances waiting for the next group commit
+        self._queue: list[PendingIssuance] = []  # issuances waiting for the next group commit
         self._readers_lock = threading.Lock()
         self._readers: list[sqlite3.Connection] = []  # every reader connection, for close()
         self._idle_readers: list[sqlite3.Connection] = []  # those no read is using now
@@ -213,45 +203,11 @@ class SQLiteLedger:
                     conn.execute("ROLLBACK")
                 raise
 
-    def record_issuance(self, record: IssuanceRecord) -> None:
-        """Commit ``record``; raises LedgerError on a duplicate serial or a failed write.
+    def _pending(self, record: IssuanceRecord) -> PendingIssuance:
+        """``record`` with its row values, ready for a group commit."""
+        return PendingIssuance(record, issuance_values)
 
-        Group commit: when several threads record at once, the one holding the write lock
-        commits every record queued so far in one transaction (one WAL sync), and the others
-        find theirs already committed. Each call still returns only after its own record is
-        durable, so a single caller sees no difference except throughput.
-        """
-        error = self._commit_queued([_Pending(record)])[0]
-        if error is not None:
-            raise error
-
-    def record_issuances(self, records: Sequence[IssuanceRecord]) -> list[LedgerError | None]:
-        """Commit ``records`` in one transaction (with any other threads' queued records).
-
-        Returns per record ``None`` (committed) or its DuplicateSerialError.
-
-        Raises:
-            LedgerError: the transaction failed; none of ``records`` was committed.
-        """
-        errors = self._commit_queued([_Pending(r) for r in records])
-        failed = next(
-            (e for e in errors if e is not None and not isinstance(e, DuplicateSerialError)), None
-        )
-        if failed is not None:
-            raise failed
-        return errors
-
-    def _commit_queued(self, mine: list[_Pending]) -> list[LedgerError | None]:
-        with self._queue_lock:
-            self._queue.extend(mine)
-        with self._lock:
-            if not all(p.done for p in mine):  # nobody committed them while we waited
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit_batch(batch)
-        return [p.error for p in mine]
-
-    def _commit_batch(self, batch: list[_Pending]) -> None:
+    def _commit_batch(self, batch: list[PendingIssuance]) -> None:
         """Insert ``batch`` in one transaction; every entry ends ``done`` with its outcome.
 
         Caller holds ``self._lock``. A duplicate serial fails only its own INSERT (SQLite
@@ -264,6 +220,7 @@ class SQLiteLedger:
                 raise LedgerError("the ledger is closed")
             begin(conn)
             try:
+                index = next_log_index(conn)
                 for pending in batch:
                     try:
                         conn.execute(INSERT_ISSUANCE, pending.values)
@@ -273,6 +230,10 @@ class SQLiteLedger:
                             if "UNIQUE" in str(exc)
                             else LedgerError(f"ledger refused the write: {exc}")
                         )
+                        continue
+                    key = serial_hex(pending.serial)
+                    conn.execute(INSERT_LOG_ENTRY, (index, "issuance", key, pending.entry))
+                    index += 1
                 conn.execute("COMMIT")
                 committed = True
             except sqlite3.Error as exc:
@@ -309,6 +270,25 @@ class SQLiteLedger:
             ).fetchall()
         return [issuance_row(r) for r in rows]
 
+    def take_rate_slot(
+        self, did: str, *, now: datetime, window: timedelta, limit: int
+    ) -> datetime | None:
+        """Take a rate slot of ``did`` in one write transaction (BEGIN IMMEDIATE serialises
+        every process sharing the file)."""
+        start, at = to_us(now - window), to_us(now)
+        with self._write() as conn:
+            conn.execute("DELETE FROM rate_slot WHERE did = ? AND at_us <= ?", (did, start))
+            taken = [
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT at_us FROM rate_slot WHERE did = ? ORDER BY at_us", (did,)
+                ).fetchall()
+            ]
+            if len(taken) >= limit:
+                return from_us(taken[len(taken) - limit]) + window
+            conn.execute("INSERT INTO rate_slot VALUES (?, ?)", (did, at))
+        return None
+
     def count_since(self, did: str, since: datetime) -> int:
         """Number of issuances to ``did`` at or after ``since`` (uses the DID index)."""
         with self._read() as conn:
@@ -330,7 +310,8 @@ class SQLiteLedger:
         check_reason(reason)
         key = serial_hex(serial)
         with self._write() as conn:
-            if conn.execute("SELECT 1 FROM issuance WHERE serial = ?", (key,)).fetchone() is None:
+            found = conn.execute("SELECT did FROM issuance WHERE serial = ?", (key,)).fetchone()
+            if found is None:
                 raise LedgerError(f"no certificate with serial {key} was issued")
             added = conn.execute(
                 "INSERT OR IGNORE INTO revocation VALUES (?,?,?,?)",
@@ -346,6 +327,9 @@ class SQLiteLedger:
                     "INSERT INTO counter VALUES ('revocations', 1) "
                     "ON CONFLICT (name) DO UPDATE SET value = value + 1"
                 )
+                logged = revocation_entry(serial, str(found[0]), revoked_at, reason)
+                row = (next_log_index(conn), "revocation", key, logged)
+                conn.execute(INSERT_LOG_ENTRY, row)
             row = conn.execute("SELECT * FROM revocation WHERE serial = ?", (key,)).fetchone()
         return revocation_row(row)
 
@@ -661,6 +645,30 @@ class SQLiteLedger:
                 (lower,),
             ).fetchall()
         return [issuance_row(r) for r in rows]
+
+    def log_size(self) -> int:
+        """How many log entries were sequenced."""
+        with self._read() as conn:
+            return next_log_index(conn)
+
+    def log_entries(self, start: int, end: int) -> list[bytes]:
+        """The log entries with indexes in ``[start, end)``, in order."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT entry FROM log_entry WHERE idx >= ? AND idx < ? ORDER BY idx",
+                (start, end),
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def log_index(self, serial: int, *, revocation: bool = False) -> int | None:
+        """The log index of the issuance (or revocation) of ``serial``."""
+        kind = "revocation" if revocation else "issuance"
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT idx FROM log_entry WHERE kind = ? AND serial = ?",
+                (kind, serial_hex(serial)),
+            ).fetchone()
+        return None if row is None else int(row[0])
 
     def __repr__(self) -> str:
         return f"<SQLiteLedger {str(self._path)!r}>"

@@ -9,7 +9,12 @@ Schema versions (``PRAGMA user_version``), each migrated forward when a ledger i
 * 4: what the hold knows of each DID (key, PDS host, status; every PDS host seen) and
   the progress of CA-compromise recoveries;
 * 5: CRLs signed ahead of time and stored (an offline root's CRL, served while its key is
-  away).
+  away);
+* 6: per-DID rate slots, taken atomically by every process sharing the file;
+* 7: the transparency-log entries (``log_entry``), each given the next index in the write
+  transaction that records its issuance or revocation (``BEGIN IMMEDIATE``: one writer at
+  a time, so the indexes are dense and in commit order). Issuances recorded before the
+  upgrade are not sequenced.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from holdca.hold.ledger.records import (
 
 __all__ = [
     "INSERT_ISSUANCE",
+    "INSERT_LOG_ENTRY",
     "ISSUANCE_COLUMNS",
     "SCHEMA_VERSION",
     "begin",
@@ -38,13 +44,14 @@ __all__ = [
     "issuance_row",
     "issuance_values",
     "migrate",
+    "next_log_index",
     "pack",
     "revocation_row",
     "text",
     "unpack",
 ]
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 7
 """The ledger schema this holdca writes (``PRAGMA user_version``); see the module docstring."""
 
 _ISSUANCE_TABLE = """
@@ -118,6 +125,33 @@ CREATE TABLE IF NOT EXISTS stored_crl (
     der            BLOB NOT NULL
 ) WITHOUT ROWID;
 """
+_V6_TABLES = """
+CREATE TABLE IF NOT EXISTS rate_slot (
+    did   TEXT NOT NULL,
+    at_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rate_slot_by_did ON rate_slot (did, at_us);
+"""
+_V7_TABLES = """
+CREATE TABLE IF NOT EXISTS log_entry (
+    idx    INTEGER PRIMARY KEY,
+    kind   TEXT NOT NULL,
+    serial TEXT NOT NULL,
+    entry  BLOB NOT NULL,
+    UNIQUE (kind, serial)
+);
+"""
+
+INSERT_LOG_ENTRY: Final = "INSERT INTO log_entry (idx, kind, serial, entry) VALUES (?,?,?,?)"
+"""Sequence one entry: index, ``issuance`` or ``revocation``, serial (hex), the bytes."""
+
+
+def next_log_index(conn: sqlite3.Connection) -> int:
+    """The next log index; only meaningful inside the write transaction (its lock)."""
+    row = conn.execute("SELECT max(idx) FROM log_entry").fetchone()
+    return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+
 _SCHEMA = (
     _ISSUANCE_TABLE
     + """;
@@ -212,6 +246,16 @@ def _migrate_v4(conn: sqlite3.Connection) -> None:
     _statements(conn, _V5_TABLES)
 
 
+def _migrate_v5(conn: sqlite3.Connection) -> None:
+    """v5 -> v6: rate slots."""
+    _statements(conn, _V6_TABLES)
+
+
+def _migrate_v6(conn: sqlite3.Connection) -> None:
+    """v6 -> v7: the transparency-log entries."""
+    _statements(conn, _V7_TABLES)
+
+
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
     """Create the schema in an empty file, or migrate an older one to :data:`SCHEMA_VERSION`.
 
@@ -246,6 +290,12 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             version = 4
         if version == 4:
             _migrate_v4(conn)
+            version = 5
+        if version == 5:
+            _migrate_v5(conn)
+            version = 6
+        if version == 6:
+            _migrate_v6(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

@@ -1,0 +1,1 @@
+"""Tests of holdca.tlog: hashing, tiles, notes, entries, publication, Go verifiers."""
