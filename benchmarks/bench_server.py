@@ -59,7 +59,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -91,6 +90,7 @@ from holdca.pki import SubjectInfo
 from holdca.server import COSIGN_NSID, create_app
 from holdca.server.run import uvicorn_config
 from holdca.testing.atproto import TestRepo
+from holdca.testing.fleet import Site, StandIn, listen
 from holdca.testing.plc import TestPLC, plc_repo
 
 BENCH = "server"
@@ -108,72 +108,7 @@ TOKEN_LIFETIME = timedelta(minutes=4)
 # --- the PDS and PLC stand-in ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Site:
-    """What the stand-in serves: one repo's PLC log, record CARs and latest commit."""
-
-    did: str
-    log: bytes
-    cars: dict[str, bytes]  # rkey -> getRecord CAR
-    latest: bytes
-
-
-class _PDSProtocol(asyncio.Protocol):
-    """HTTP/1.1 GETs with keep-alive, answered from :class:`Site` bytes."""
-
-    def __init__(self, site: Site, served: Any) -> None:
-        self.site = site
-        self.served = served
-        self.buffer = b""
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
-            target = head.split(b" ", 2)[1].decode("ascii", "replace")
-            status, body, kind = self.route(target)
-            assert self.transport is not None
-            self.transport.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
-            with self.served.get_lock():
-                self.served.value += 1
-
-    def route(self, target: str) -> tuple[str, bytes, str]:
-        url = urlsplit(target)
-        query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        site = self.site
-        if url.path == f"/{site.did}/log/audit":
-            return "200 OK", site.log, "application/json"
-        if url.path == "/xrpc/com.atproto.sync.getRecord" and query.get("did") == site.did:
-            car = site.cars.get(query.get("rkey", ""))
-            if car is not None:
-                return "200 OK", car, "application/vnd.ipld.car"
-            body = b'{"error":"RecordNotFound","message":"no such record"}'
-            return "400 Bad Request", body, "application/json"
-        if url.path == "/xrpc/com.atproto.sync.getLatestCommit" and query.get("did") == site.did:
-            return "200 OK", site.latest, "application/json"
-        return "404 Not Found", b'{"error":"NotFound"}', "application/json"
-
-
-def _run_pds(sock: socket.socket, site: Site, served: Any, cpu: int | None) -> None:
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _PDSProtocol(site, served), sock=sock)
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(main())
+# (the stand-in is holdca.testing.fleet.StandIn, serving one Site)
 
 
 # --- the hold process ------------------------------------------------------------------------
@@ -280,26 +215,10 @@ class Hold:
             self.process.join(5)
 
 
-def _listen() -> socket.socket:
-    """A listening socket on 127.0.0.1, created with ``proto=IPPROTO_TCP``.
-
-    asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets whose ``proto`` is
-    IPPROTO_TCP; an accepted socket inherits the listener's. With ``proto=0`` (what
-    ``socket.socket(AF_INET, SOCK_STREAM)`` gives) uvicorn's h11 protocol, which writes a
-    response's head and body separately, waits for the client's delayed ACK: about 40 ms
-    per response on Linux. ``holdca serve`` lets uvicorn bind (getaddrinfo gives proto 6).
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1024)
-    return sock
-
-
 def start_hold(pds_url: str, ledger_path: str, cpu: int | None) -> Hold:
     """Fork a hold process (see the module docstring) and wait until it answers."""
     ctx = mp.get_context("fork")
-    sock = _listen()
+    sock = listen()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     ours, theirs = ctx.Pipe()
     process = ctx.Process(target=_run_hold, args=(sock, pds_url, ledger_path, cpu, theirs))
@@ -698,7 +617,7 @@ class Setup:
     """The processes and data of a run (forked before any event loop or thread exists)."""
 
     users: Users
-    pds: Any
+    pds: StandIn
     served: Any
     holds: list[tuple[str, str, Hold]]  # (ledger label, ledger path or "", hold)
     cpus: tuple[int | None, int | None]  # (the hold's CPU, this process's CPU)
@@ -708,8 +627,7 @@ class Setup:
         """Stop the holds and the stand-in."""
         for _, _, hold in self.holds:
             hold.stop()
-        self.pds.terminate()
-        self.pds.join(5)
+        self.pds.stop()
 
 
 def prepare(args: argparse.Namespace, tmp: Path) -> Setup:
@@ -717,20 +635,16 @@ def prepare(args: argparse.Namespace, tmp: Path) -> Setup:
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     hold_cpu: int | None = cpus[-1] if len(cpus) >= 2 else None
     mine: int | None = cpus[0] if len(cpus) >= 2 else None
-    pds_sock = _listen()
+    pds_sock = listen()
     pds_url = f"http://127.0.0.1:{pds_sock.getsockname()[1]}"
     users, site, _ = build_users(pds_url, args.records)
-    ctx = mp.get_context("fork")
-    served = ctx.Value("q", 0)
-    pds = ctx.Process(target=_run_pds, args=(pds_sock, site, served, mine), daemon=True)
-    pds.start()
-    pds_sock.close()
+    pds = StandIn(pds_sock, [site], cpu=mine)
     kinds = [("MemoryLedger", "")]
     if not args.no_sqlite:
         kinds.append(("SQLite ledger", str(tmp / "hold.sqlite3")))
     holds = [(label, path, start_hold(pds_url, path, hold_cpu)) for label, path in kinds]
     _pin(mine)
-    return Setup(users, pds, served, holds, (hold_cpu, mine), pds_url)
+    return Setup(users, pds, pds.served, holds, (hold_cpu, mine), pds_url)
 
 
 async def run(setup: Setup, args: argparse.Namespace, tmp: Path) -> list[Row]:
