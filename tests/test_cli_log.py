@@ -242,5 +242,6 @@ def test_the_log_settings(tmp_path: Path) -> None:
         "HOLD_PKCS11_PIN": "1234",
     }
     HoldConfig.from_env({**base, **pkcs11})  # no log: fine
-    with pytest.raises(ConfigError, match=r"HOLD_LOG_DIR.*Ed25519"):
-        HoldConfig.from_env({**base, **pkcs11, "HOLD_LOG_DIR": str(tmp_path)})
+    # A pkcs11 hold keeps its log key on the token (holdca.keys.pkcs11_ed25519).
+    on_token = HoldConfig.from_env({**base, **pkcs11, "HOLD_LOG_DIR": str(tmp_path)})
+    assert (on_token.key_backend, on_token.log_dir) == ("pkcs11", tmp_path)

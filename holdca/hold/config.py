@@ -399,20 +399,14 @@ class HoldConfig:
 
     def _check_log(self) -> None:
         """HOLD_LOG_KEY_LABEL (a label of its own) and HOLD_LOG_ORIGIN (C2SP: a schemeless
-        URL of printable ASCII without spaces or ``+``); with HOLD_LOG_DIR a key backend
-        that holds Ed25519 keys (not pkcs11) and a known origin (given, or derived from a
-        did:web)."""
+        URL of printable ASCII without spaces or ``+``); with HOLD_LOG_DIR a known origin
+        (given, or derived from a did:web). Every key backend holds the Ed25519 log key
+        (pkcs11: on the token)."""
         taken = {self.ca_key_label, self.ca_intermediate_label}
         if not _LABEL.fullmatch(self.log_key_label) or self.log_key_label in taken:
             raise _bad(
                 "log_key_label",
                 "use 1-128 characters of [A-Za-z0-9._-], different from the CA key labels",
-            )
-        if self.log_dir is not None and self.key_backend == "pkcs11":
-            raise _bad(
-                "log_dir",
-                "the log key is Ed25519, which the pkcs11 key store cannot hold (PKCS#11 log "
-                "keys are not supported yet): use HOLD_KEY_BACKEND=pem or unset HOLD_LOG_DIR",
             )
         if self.log_origin is not None:
             if _SCHEME.match(self.log_origin):

@@ -35,8 +35,8 @@ __all__ = ["issuance_log_from_config", "log_signer_from_config"]
 def _no_ed25519(store: KeyStore) -> ConfigError:
     return ConfigError(
         f"HOLD_LOG_DIR: the {type(store).__name__} key store cannot hold Ed25519 keys, which "
-        "the log key must be (PKCS#11 log keys are not supported yet): use HOLD_KEY_BACKEND=pem "
-        "for a hold with a transparency log, or unset HOLD_LOG_DIR"
+        "the log key must be: use HOLD_KEY_BACKEND=pem or pkcs11 for a hold with a "
+        "transparency log, or unset HOLD_LOG_DIR"
     )
 
 
@@ -48,8 +48,9 @@ def log_signer_from_config(
     With ``create`` a missing key is generated (Ed25519).
 
     Raises:
-        ConfigError: the store cannot hold Ed25519 keys (PKCS#11); without ``create`` no
-            key under the label; the key under the label is not an Ed25519 key; no origin.
+        ConfigError: the store cannot hold Ed25519 keys (no ``generate_ed25519``);
+            without ``create`` no key under the label; the key under the label is not an
+            Ed25519 key; no origin.
         KeyStoreError: the key store failed.
     """
     origin = config.effective_log_origin

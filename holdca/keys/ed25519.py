@@ -4,7 +4,9 @@ Ed25519 is deliberately kept out of :class:`~holdca.keys.SignatureAlgorithm`: no
 and the certificate profile accept only ECDSA and RSA-PSS, and every existing
 ``generate``/``load`` keeps refusing Ed25519. Stores that can hold Ed25519 keys offer
 ``generate_ed25519(label)`` and ``load_ed25519(label)`` next to their :class:`KeyStore`
-methods (:class:`~holdca.keys.MemoryKeyStore`, :class:`~holdca.keys.pem.PEMKeyStore`).
+methods (:class:`~holdca.keys.MemoryKeyStore`, :class:`~holdca.keys.pem.PEMKeyStore`,
+and :class:`~holdca.keys.pkcs11.PKCS11KeyStore`, whose key stays on the token and signs
+with CKM_EDDSA: :mod:`holdca.keys.pkcs11_ed25519`).
 
 Example::
 

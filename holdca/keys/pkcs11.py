@@ -66,6 +66,7 @@ from holdca.errors import (
     SignerError,
     UnsupportedAlgorithmError,
 )
+from holdca.keys import pkcs11_ed25519
 from holdca.keys._base import PublicKey, SignatureAlgorithm, check_label, spki_der
 from holdca.keys._secret import Secret
 from holdca.keys.encoding import raw_to_der
@@ -413,6 +414,29 @@ class PKCS11KeyStore:
 
         with self._token.admin_lock:
             self._run(f"deleting key {label!r}", op)
+
+    # --- Ed25519 (the log key; implemented in holdca.keys.pkcs11_ed25519) -------------
+
+    def generate_ed25519(self, label: str) -> pkcs11_ed25519.PKCS11Ed25519Signer:
+        """Generate an Ed25519 key pair on the token: see :mod:`holdca.keys.pkcs11_ed25519`.
+
+        Raises:
+            ValueError, KeyExistsError, UnsupportedAlgorithmError, KeyStoreError: as
+            :func:`holdca.keys.pkcs11_ed25519.generate_ed25519`.
+        """
+        return pkcs11_ed25519.generate_ed25519(self._ed25519_access(), label)
+
+    def load_ed25519(self, label: str) -> pkcs11_ed25519.PKCS11Ed25519Signer:
+        """The signer of the Ed25519 key ``label``: see :mod:`holdca.keys.pkcs11_ed25519`.
+
+        Raises:
+            ValueError, KeyNotFoundError, UnsupportedAlgorithmError, KeyStoreError: as
+            :func:`holdca.keys.pkcs11_ed25519.load_ed25519`.
+        """
+        return pkcs11_ed25519.load_ed25519(self._ed25519_access(), label)
+
+    def _ed25519_access(self) -> pkcs11_ed25519.TokenAccess:
+        return pkcs11_ed25519.TokenAccess(self._token, self._module, self._ops, self._run)
 
     def __repr__(self) -> str:
         mode = "os-locking" if self.os_locking else "serialised"
