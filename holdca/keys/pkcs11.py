@@ -70,6 +70,7 @@ from holdca.keys import pkcs11_ed25519
 from holdca.keys._base import PublicKey, SignatureAlgorithm, check_label, spki_der
 from holdca.keys._secret import Secret
 from holdca.keys.encoding import raw_to_der
+from holdca.keys.pkcs11_session import sign_in_session
 
 __all__ = ["PKCS11KeyStore", "PKCS11Signer"]
 
@@ -480,7 +481,6 @@ class PKCS11Signer:
         self._ecdsa = algorithm.is_ecdsa
         self._hash = _HASHES[algorithm.hash.name]
         self._mechanism, self._param = self._ops.sign_params(algorithm)
-        self._recoverable = self._ops.recoverable
         self._local = threading.local()
 
     @property
@@ -536,46 +536,25 @@ class PKCS11Signer:
         """
         digest = self._hash(data).digest()
         local = self._local
-        err = self._ops.err
-        for attempt in (0, 1):
-            session = None
-            try:
-                session = self._token.session()
-                with self._module.guard:
-                    key = (
-                        local.key
-                        if getattr(local, "session", None) is session
-                        and local.epoch == self._token.epoch
-                        else None
-                    )
-                    if key is None:
-                        key = self._bind(session)
-                    raw = key.sign(digest, mechanism=self._mechanism, mechanism_param=self._param)
-            except self._recoverable as exc:
-                local.session = local.key = None
-                if attempt:
-                    raise SignerError(
-                        f"signing with {self._label!r} failed again after re-opening the "
-                        "session: giving up"
-                    ) from exc
-                try:
-                    self._token.recover(session)
-                except KeyStoreError as exc2:
-                    raise SignerError(f"cannot log in to {self._token.label!r} again") from exc2
-                continue
-            except KeyStoreError as exc:
-                raise SignerError(f"cannot use key {self._label!r}: {exc}") from exc
-            except err.PKCS11Error as exc:
-                raise SignerError(f"the token failed to sign ({type(exc).__name__})") from exc
-            try:
-                signature = raw_to_der(raw) if self._ecdsa else bytes(raw)
-            except MalformedInputError as exc:
-                raise SignerError("the token returned a malformed ECDSA signature") from exc
-            if not local.checked:
-                self._check(signature, data)
-                local.checked = True
-            return signature
-        raise AssertionError("unreachable")  # pragma: no cover
+        raw = sign_in_session(
+            token=self._token,
+            guard=self._module.guard,
+            local=local,
+            ops=self._ops,
+            label=self._label,
+            bind=self._bind,
+            sign=lambda key: key.sign(
+                digest, mechanism=self._mechanism, mechanism_param=self._param
+            ),
+        )
+        try:
+            signature = raw_to_der(raw) if self._ecdsa else bytes(raw)
+        except MalformedInputError as exc:
+            raise SignerError("the token returned a malformed ECDSA signature") from exc
+        if not local.checked:
+            self._check(signature, data)
+            local.checked = True
+        return signature
 
     def _check(self, signature: bytes, data: bytes) -> None:
         """Verify the first signature after a lookup: never hand out a wrong-key signature."""

@@ -41,6 +41,7 @@ from holdca.errors import (
 )
 from holdca.keys._base import check_label
 from holdca.keys.ed25519 import ed25519_public_bytes
+from holdca.keys.pkcs11_session import sign_in_session
 
 __all__ = [
     "ED25519_EC_PARAMS",
@@ -249,48 +250,24 @@ class PKCS11Ed25519Signer:
             raise SignerError(f"cannot sign a {type(data).__name__}")
         message = bytes(data)
         local = self._local
-        ops = self._ops
-        err = ops.err
-        mechanism = ops.p11.Mechanism.EDDSA
-        for attempt in (0, 1):
-            session = None
-            try:
-                session = self._token.session()
-                with self._access.module.guard:
-                    key = (
-                        local.key
-                        if getattr(local, "session", None) is session
-                        and local.epoch == self._token.epoch
-                        else None
-                    )
-                    if key is None:
-                        key = self._bind(session)
-                    signature = bytes(key.sign(message, mechanism=mechanism))
-            except ops.recoverable as exc:
-                local.session = local.key = None
-                if attempt:
-                    raise SignerError(
-                        f"signing with {self._label!r} failed again after re-opening the "
-                        "session: giving up"
-                    ) from exc
-                try:
-                    self._token.recover(session)
-                except KeyStoreError as exc2:
-                    raise SignerError(f"cannot log in to {self._token.label!r} again") from exc2
-                continue
-            except KeyStoreError as exc:
-                raise SignerError(f"cannot use key {self._label!r}: {exc}") from exc
-            except err.PKCS11Error as exc:
-                raise SignerError(f"the token failed to sign ({type(exc).__name__})") from exc
-            if len(signature) != 64:
-                raise SignerError(
-                    f"the token returned a {len(signature)}-byte Ed25519 signature, not 64"
-                )
-            if not local.checked:
-                self._check(signature, message)
-                local.checked = True
-            return signature
-        raise AssertionError("unreachable")  # pragma: no cover
+        mechanism = self._ops.p11.Mechanism.EDDSA
+        signature = sign_in_session(
+            token=self._token,
+            guard=self._access.module.guard,
+            local=local,
+            ops=self._ops,
+            label=self._label,
+            bind=self._bind,
+            sign=lambda key: bytes(key.sign(message, mechanism=mechanism)),
+        )
+        if len(signature) != 64:
+            raise SignerError(
+                f"the token returned a {len(signature)}-byte Ed25519 signature, not 64"
+            )
+        if not local.checked:
+            self._check(signature, message)
+            local.checked = True
+        return signature
 
     def _check(self, signature: bytes, data: bytes) -> None:
         """Verify the first signature after a lookup: never hand out a wrong-key signature."""
