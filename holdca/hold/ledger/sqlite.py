@@ -95,9 +95,9 @@ class SQLiteLedger(GroupCommit):
     Durability: ``synchronous=FULL`` syncs the WAL on every commit, so an issuance that
     was reported committed survives a power cut (``NORMAL`` may lose the last commits,
     i.e. certificates that are in a user's hands but not in the ledger). Used service-auth
-    tokens are written through a third connection with ``synchronous=NORMAL``: losing the
-    last of them in a power cut only re-opens tokens that expire within minutes, and it
-    saves a sync per request.
+    tokens and per-DID rate slots are written through a third connection with
+    ``synchronous=NORMAL``: losing the last of them in a power cut only re-opens tokens
+    that expire within minutes or frees a slot, and it saves a sync per request.
 
     Group commit: issuances recorded by several threads at once share one transaction and
     one sync (see :meth:`record_issuance`); :meth:`record_issuances` commits a batch.
@@ -203,6 +203,30 @@ class SQLiteLedger(GroupCommit):
                     conn.execute("ROLLBACK")
                 raise
 
+    @contextmanager
+    def _light_write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the ``synchronous=NORMAL`` connection, for rows whose
+        loss in a power cut only loosens a limit (used tokens, rate slots): no WAL sync of
+        its own; the next FULL commit (an issuance) syncs it with its own frames."""
+        # the write lock too: in this process the write queues behind a group commit
+        # instead of spinning in SQLite's busy handler against it (other processes still do)
+        with self._lock, self._token_lock:
+            conn = self._token_conn
+            if self._closed:
+                raise LedgerError("the ledger is closed")
+            begin(conn)
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise LedgerError(f"ledger write failed: {exc}") from exc
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
     def _pending(self, record: IssuanceRecord) -> PendingIssuance:
         """``record`` with its row values, ready for a group commit."""
         return PendingIssuance(record, issuance_values)
@@ -274,9 +298,10 @@ class SQLiteLedger(GroupCommit):
         self, did: str, *, now: datetime, window: timedelta, limit: int
     ) -> datetime | None:
         """Take a rate slot of ``did`` in one write transaction (BEGIN IMMEDIATE serialises
-        every process sharing the file)."""
+        every process sharing the file), on the unsynced connection: a slot lost in a power
+        cut only lets one more certificate through, and the issuance it precedes syncs it."""
         start, at = to_us(now - window), to_us(now)
-        with self._write() as conn:
+        with self._light_write() as conn:
             conn.execute("DELETE FROM rate_slot WHERE did = ? AND at_us <= ?", (did, start))
             taken = [
                 int(r[0])
@@ -475,23 +500,11 @@ class SQLiteLedger(GroupCommit):
         One short transaction: forget expired keys, then insert ``key`` unless an
         unexpired entry exists. Shared by every process that opens this file.
         """
-        # the write lock too: in this process the token write queues behind a group commit
-        # instead of spinning in SQLite's busy handler against it (other processes still do)
-        with self._lock, self._token_lock:
-            conn = self._token_conn
-            if self._closed:
-                raise LedgerError("the ledger is closed")
-            begin(conn)
-            try:
-                conn.execute("DELETE FROM used_token WHERE expires_us <= ?", (to_us(now),))
-                fresh = conn.execute(
-                    "INSERT OR IGNORE INTO used_token VALUES (?, ?)", (key, to_us(expires_at))
-                ).rowcount
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise LedgerError(f"ledger write failed: {exc}") from exc
+        with self._light_write() as conn:
+            conn.execute("DELETE FROM used_token WHERE expires_us <= ?", (to_us(now),))
+            fresh = conn.execute(
+                "INSERT OR IGNORE INTO used_token VALUES (?, ?)", (key, to_us(expires_at))
+            ).rowcount
         return fresh == 1
 
     def live(self, now: datetime, *, issuer_id: str | None = None) -> list[IssuanceRecord]:
