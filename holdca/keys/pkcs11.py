@@ -70,7 +70,7 @@ from holdca.keys import pkcs11_ed25519
 from holdca.keys._base import PublicKey, SignatureAlgorithm, check_label, spki_der
 from holdca.keys._secret import Secret
 from holdca.keys.encoding import raw_to_der
-from holdca.keys.pkcs11_session import sign_in_session
+from holdca.keys.pkcs11_session import remember_key, sign_in_session
 
 __all__ = ["PKCS11KeyStore", "PKCS11Signer"]
 
@@ -515,12 +515,7 @@ class PKCS11Signer:
                 f"key {self._label!r} on token {self._token.label!r} is no longer the key "
                 "this signer was made for: refusing to sign"
             )
-        local = self._local
-        local.session = session
-        local.key = private
-        local.epoch = epoch
-        local.checked = False
-        return private
+        return remember_key(self._local, session, private, epoch)
 
     def sign(self, data: bytes) -> bytes:
         """Hash ``data`` and sign the digest on the token.

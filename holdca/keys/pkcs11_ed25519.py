@@ -41,7 +41,7 @@ from holdca.errors import (
 )
 from holdca.keys._base import check_label
 from holdca.keys.ed25519 import ed25519_public_bytes
-from holdca.keys.pkcs11_session import sign_in_session
+from holdca.keys.pkcs11_session import remember_key, sign_in_session
 
 __all__ = [
     "ED25519_EC_PARAMS",
@@ -230,12 +230,7 @@ class PKCS11Ed25519Signer:
                 f"key {self._label!r} on token {self._token.label!r} is no longer the key "
                 "this signer was made for: refusing to sign"
             )
-        local = self._local
-        local.session = session
-        local.key = private
-        local.epoch = epoch
-        local.checked = False
-        return private
+        return remember_key(self._local, session, private, epoch)
 
     def sign(self, data: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``data``, made on the token (``CKM_EDDSA``).

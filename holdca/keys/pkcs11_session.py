@@ -16,9 +16,19 @@ from typing import Any, TypeVar
 
 from holdca.errors import KeyStoreError, SignerError
 
-__all__ = ["sign_in_session"]
+__all__ = ["remember_key", "sign_in_session"]
 
 T = TypeVar("T")
+
+
+def remember_key(local: Any, session: Any, key: Any, epoch: int) -> Any:
+    """Keep ``key`` (just found and checked in ``session`` at token ``epoch``) as this
+    thread's, its first signature still to be verified; returns ``key``."""
+    local.session = session
+    local.key = key
+    local.epoch = epoch
+    local.checked = False
+    return key
 
 
 def sign_in_session(
